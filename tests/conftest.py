@@ -1,0 +1,27 @@
+"""Shared pytest fixtures: where the real shared assets (task data, tokenizers) live."""
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> pathlib.Path:
+    """The local task-data directory (`T5X_LIKE_DATA_DIR`, else ../shared/data/tasks)."""
+    path = pathlib.Path(os.environ.get("T5X_LIKE_DATA_DIR", SHARED / "data" / "tasks"))
+    if not path.is_dir():
+        pytest.skip(f"task data not found at {path}; set T5X_LIKE_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizers_dir() -> pathlib.Path:
+    """The real Llama-2 / Mistral tokenizers shipped in ../shared/tokenizers."""
+    path = SHARED / "tokenizers"
+    if not path.is_dir():
+        pytest.skip(f"shared tokenizers not found at {path}")
+    return path
