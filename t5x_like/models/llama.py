@@ -1,0 +1,228 @@
+"""The Llama-2 / Mistral decoder in Flax Linen (numerically HF's LlamaModel / MistralModel).
+
+Parameter paths mirror HF names (`layers_3/self_attn/q_proj/kernel`, `norm/scale`, ...) so that
+conversion is rename + transpose. Every parameter and activation carries a logical axis name; the
+sharding rules that map them onto a mesh live in `t5x_like.partitioning`.
+
+Attention uses explicit token positions and validity instead of array indices, so left-padded
+prompts, right-padded scoring batches and the KV cache share one masking rule:
+a query at position p sees the valid keys at positions p-W < q <= p (W = sliding window or inf).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from t5x_like.models.config import ModelConfig
+from t5x_like.models.lora import Projection
+
+Cache = dict[str, Any]  # {"k": [L x (B,S,Nkv,H)], "v": [...], "positions": (B,S) int32, "valid": (B,S) bool}
+
+_REMAT_POLICIES = {
+    "full": None,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+def init_cache(config: ModelConfig, batch: int, length: int, dtype: Any = None) -> Cache:
+    """An empty KV cache of `length` slots per row (no slot valid yet)."""
+    dtype = dtype or config.jnp_dtype
+    shape = (batch, length, config.num_kv_heads, config.head_dim)
+    return {
+        "k": [jnp.zeros(shape, dtype) for _ in range(config.num_layers)],
+        "v": [jnp.zeros(shape, dtype) for _ in range(config.num_layers)],
+        "positions": jnp.zeros((batch, length), jnp.int32),
+        "valid": jnp.zeros((batch, length), bool),
+    }
+
+
+def attention_mask(q_pos_bt: jax.Array, kv_pos_bs: jax.Array, kv_valid_bs: jax.Array,
+                   sliding_window: int | None) -> jax.Array:
+    """Boolean (B, 1, T, S): causal by position, valid keys only, optional sliding window."""
+    delta_bts = q_pos_bt[:, :, None] - kv_pos_bs[:, None, :]
+    mask_bts = kv_valid_bs[:, None, :] & (delta_bts >= 0)
+    if sliding_window is not None:
+        mask_bts &= delta_bts < sliding_window
+    return mask_bts[:, None]
+
+
+def rope_tables(positions_bt: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """HF's rotate-half RoPE cos/sin tables, (B, T, 1, H), computed in fp32."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    freqs_bth = positions_bt.astype(jnp.float32)[..., None] * inv_freq
+    emb_bth = jnp.concatenate([freqs_bth, freqs_bth], axis=-1)
+    return jnp.cos(emb_bth)[:, :, None, :], jnp.sin(emb_bth)[:, :, None, :]
+
+
+def apply_rope(x_btnh: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """x * cos + rotate_half(x) * sin, with rotate_half(x) = [-x2, x1]."""
+    x1, x2 = jnp.split(x_btnh, 2, axis=-1)
+    rotated = jnp.concatenate([-x2, x1], axis=-1)
+    return x_btnh * cos.astype(x_btnh.dtype) + rotated * sin.astype(x_btnh.dtype)
+
+
+class RMSNorm(nn.Module):
+    """HF LlamaRMSNorm: normalise in fp32, cast back, then scale."""
+
+    eps: float
+    dtype: Any
+    param_dtype: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                           (x.shape[-1],), self.param_dtype)
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return scale.astype(self.dtype) * x32.astype(self.dtype)
+
+
+class Attention(nn.Module):
+    """Grouped-query self-attention with RoPE and an optional KV cache slice to write into."""
+
+    config: ModelConfig
+    deterministic: bool = True
+
+    def _proj(self, name: str, features: int, axes: tuple[str, str]) -> Projection:
+        c = self.config
+        lora = c.lora if c.lora is not None and name in c.lora.targets else None
+        return Projection(features, axes, lora=lora, dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype,
+                          deterministic=self.deterministic, name=name)
+
+    @nn.compact
+    def __call__(self, x_btd, cos, sin, mask_b1ts, kv_cache=None, cache_index=None):
+        c = self.config
+        b, t, _ = x_btd.shape
+        q = self._proj("q_proj", c.num_heads * c.head_dim, ("embed", "q_heads"))(x_btd)
+        k = self._proj("k_proj", c.num_kv_heads * c.head_dim, ("embed", "kv_heads"))(x_btd)
+        v = self._proj("v_proj", c.num_kv_heads * c.head_dim, ("embed", "kv_heads"))(x_btd)
+        q_btnh = apply_rope(q.reshape(b, t, c.num_heads, c.head_dim), cos, sin)
+        k_btkh = apply_rope(k.reshape(b, t, c.num_kv_heads, c.head_dim), cos, sin)
+        v_btkh = v.reshape(b, t, c.num_kv_heads, c.head_dim)
+        q_btnh = nn.with_logical_constraint(
+            q_btnh, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim"))
+        if kv_cache is not None:
+            k_cache, v_cache = kv_cache
+            k_btkh = jax.lax.dynamic_update_slice(k_cache, k_btkh.astype(k_cache.dtype), (0, cache_index, 0, 0))
+            v_btkh = jax.lax.dynamic_update_slice(v_cache, v_btkh.astype(v_cache.dtype), (0, cache_index, 0, 0))
+        k_btkh = nn.with_logical_constraint(
+            k_btkh, ("activation_batch", "activation_length", "activation_kv_heads", "activation_head_dim"))
+        out_btnh = jax.nn.dot_product_attention(
+            q_btnh, k_btkh.astype(q_btnh.dtype), v_btkh.astype(q_btnh.dtype), mask=mask_b1ts)
+        out = self._proj("o_proj", c.hidden_size, ("q_heads", "embed"))(
+            out_btnh.reshape(b, t, c.num_heads * c.head_dim))
+        return out, ((k_btkh, v_btkh) if kv_cache is not None else None)
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    config: ModelConfig
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x_btd):
+        c = self.config
+
+        def proj(name, features, axes):
+            lora = c.lora if c.lora is not None and name in c.lora.targets else None
+            return Projection(features, axes, lora=lora, dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype,
+                              deterministic=self.deterministic, name=name)
+
+        gate = proj("gate_proj", c.intermediate_size, ("embed", "mlp"))(x_btd)
+        up = proj("up_proj", c.intermediate_size, ("embed", "mlp"))(x_btd)
+        h_btm = nn.with_logical_constraint(
+            nn.silu(gate) * up, ("activation_batch", "activation_length", "activation_mlp"))
+        return proj("down_proj", c.hidden_size, ("mlp", "embed"))(h_btm)
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then + mlp(norm(.))."""
+
+    config: ModelConfig
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x_btd, cos, sin, mask_b1ts, kv_cache=None, cache_index=None):
+        c = self.config
+        norm = lambda name: RMSNorm(c.rms_norm_eps, c.jnp_dtype, c.jnp_param_dtype, name=name)
+        attn_out, new_kv = Attention(c, self.deterministic, name="self_attn")(
+            norm("input_layernorm")(x_btd), cos, sin, mask_b1ts, kv_cache, cache_index)
+        h_btd = x_btd + attn_out
+        out = h_btd + MLP(c, self.deterministic, name="mlp")(norm("post_attention_layernorm")(h_btd))
+        out = nn.with_logical_constraint(out, ("activation_batch", "activation_length", "activation_embed"))
+        return out, new_kv
+
+
+class Llama(nn.Module):
+    """Token ids -> final-normed hidden states; `logits` projects chosen positions to the vocab.
+
+    Keeping the vocabulary projection separate lets scoring compute it only where a continuation
+    token is scored, and training fuse it with the loss.
+    """
+
+    config: ModelConfig
+    deterministic: bool = True
+
+    def setup(self):
+        c = self.config
+        self.embed_tokens = nn.Embed(
+            c.vocab_size, c.hidden_size, dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype,
+            embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
+        layer_cls = DecoderLayer
+        if c.remat_policy != "none":
+            layer_cls = nn.remat(DecoderLayer, policy=_REMAT_POLICIES[c.remat_policy], prevent_cse=True)
+        self.layers = [layer_cls(c, self.deterministic) for _ in range(c.num_layers)]
+        self.norm = RMSNorm(c.rms_norm_eps, c.jnp_dtype, c.jnp_param_dtype)
+        if not c.tie_word_embeddings:
+            self.lm_head = Projection(c.vocab_size, ("embed", "vocab"), dtype=c.jnp_dtype,
+                                      param_dtype=c.jnp_param_dtype)
+
+    def __call__(self, tokens_bt: jax.Array, positions_bt: jax.Array, valid_bt: jax.Array | None = None,
+                 cache: Cache | None = None, cache_index: jax.Array | None = None
+                 ) -> tuple[jax.Array, Cache | None]:
+        """Runs the decoder; with `cache`, writes these T tokens at slot `cache_index` and attends to all slots."""
+        c = self.config
+        if valid_bt is None:
+            valid_bt = jnp.ones(tokens_bt.shape, bool)
+        x_btd = self.embed_tokens(tokens_bt)
+        x_btd = nn.with_logical_constraint(x_btd, ("activation_batch", "activation_length", "activation_embed"))
+        cos, sin = rope_tables(positions_bt, c.head_dim, c.rope_theta)
+        if cache is None:
+            kv_pos, kv_valid = positions_bt, valid_bt
+        else:
+            kv_pos = jax.lax.dynamic_update_slice(cache["positions"], positions_bt.astype(jnp.int32), (0, cache_index))
+            kv_valid = jax.lax.dynamic_update_slice(cache["valid"], valid_bt, (0, cache_index))
+        mask = attention_mask(positions_bt, kv_pos, kv_valid, c.sliding_window)
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            kv = None if cache is None else (cache["k"][i], cache["v"][i])
+            x_btd, new_kv = layer(x_btd, cos, sin, mask, kv, cache_index)
+            if new_kv is not None:
+                new_k.append(new_kv[0])
+                new_v.append(new_kv[1])
+        hidden = self.norm(x_btd)
+        new_cache = None if cache is None else {"k": new_k, "v": new_v, "positions": kv_pos, "valid": kv_valid}
+        return hidden, new_cache
+
+    def logits(self, hidden_xd: jax.Array) -> jax.Array:
+        """Vocabulary logits of hidden states of any leading shape (tied or separate head)."""
+        if self.config.tie_word_embeddings:
+            return self.embed_tokens.attend(hidden_xd.astype(self.config.jnp_dtype))
+        return self.lm_head(hidden_xd)
+
+    def forward_logits(self, tokens_bt: jax.Array, positions_bt: jax.Array,
+                       valid_bt: jax.Array | None = None) -> jax.Array:
+        """Logits at every position (HF's forward); also the init path that creates every weight."""
+        hidden, _ = self(tokens_bt, positions_bt, valid_bt)
+        return self.logits(hidden)
+
+
+def init_params(config: ModelConfig, rng: jax.Array, deterministic: bool = True) -> Any:
+    """Randomly initialised params (boxed with logical axis metadata), HF's normal(0.02) scheme."""
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    return Llama(config, deterministic).init(rng, tokens, tokens, method=Llama.forward_logits)["params"]
