@@ -1,0 +1,103 @@
+"""Atomic file writes, jsonl helpers and run provenance shared by every stage.
+
+A stage never leaves a half-written file that looks complete: everything is written to a
+temporary name in the same directory and renamed into place.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any, Iterable, Iterator
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` via a temp file in the same directory + os.replace."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+    """Pretty, key-sorted JSON (byte-identical for equal objects), written atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+
+
+def atomic_write_jsonl(path: str, rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object per line, keys sorted, written atomically."""
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+    """All rows of a jsonl file; a malformed line raises naming the file and line number."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{number}: malformed JSON line ({e.msg})") from e
+    return rows
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str) -> Iterator[str]:
+    """Yields a temp directory beside `path`; on success it replaces `path` as a whole."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        yield tmp
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit ('' when not in a git checkout)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        return subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """Versions, git commit, host and devices: what is needed to reproduce a stage's output."""
+    import importlib.metadata as md
+
+    import jax
+
+    versions = {}
+    for package in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "transformers", "tokenizers",
+                    "datasets", "numpy", "scipy", "pandas"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            versions[package] = md.version(package)
+    return {
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": versions,
+        "devices": [str(d) for d in jax.devices()],
+        "process_count": jax.process_count(),
+        **extra,
+    }
