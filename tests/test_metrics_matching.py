@@ -1,0 +1,87 @@
+"""Option matching: rule order, normalisation, token-F1 argmax, empty answers, scorer plugin."""
+import difflib
+
+import pytest
+
+from t5x_like.metrics import Match, match_option
+from t5x_like.metrics.bertscore import BertScoreScorer, PluginUnavailable, bertscore_unavailable_reason
+
+NLI = ("yes", "it is not possible to tell", "no")
+
+
+@pytest.mark.parametrize("answer,options,expected", [
+    ("yes", NLI, Match("yes", 0, "exact")),
+    ("no", NLI, Match("no", 2, "exact")),
+    ("Yes", NLI, Match("yes", 0, "normalized")),  # case
+    ("yes.", NLI, Match("yes", 0, "normalized")),  # punctuation
+    ("  It is not possible to tell!  ", NLI, Match("it is not possible to tell", 1, "normalized")),
+    ('"True"', ("True", "False"), Match("True", 0, "normalized")),  # BIG-bench quoted options
+    ("the World", ("World", "Sports", "Business", "Sci/Tech"), Match("World", 0, "normalized")),  # article
+    ("scitech", ("World", "Sports", "Business", "Sci/Tech"), Match("Sci/Tech", 3, "normalized")),
+    ("$18", ("12", "18", "24"), Match("18", 1, "normalized")),  # gsm8k currency
+    ("not possible", NLI, Match("it is not possible to tell", 1, "token_f1")),  # partial overlap
+    ("The answer is no", NLI, Match("no", 2, "token_f1")),
+    ("He went to the store to buy milk",
+     ("He went to the store to buy milk.", "She stayed home."), Match("He went to the store to buy milk.", 0, "normalized")),
+    ("he bought milk at the store",
+     ("He went to the store to buy milk.", "She stayed home."), Match("He went to the store to buy milk.", 0, "token_f1")),
+])
+def test_match_rules(answer, options, expected):
+    assert match_option(answer, options) == expected
+
+
+def test_exact_beats_normalized_duplicate():
+    # "No" and "no" normalise equally; the exact rule must win for the second.
+    assert match_option("no", ("No", "no")) == Match("no", 1, "exact")
+    assert match_option("NO", ("No", "no")) == Match("No", 0, "normalized")
+
+
+@pytest.mark.parametrize("answer", ["", "   ", "\n"])
+def test_empty_answer_is_wrong_unless_faithful(answer):
+    assert match_option(answer, NLI) == Match(None, None, "empty")
+    assert match_option(answer, NLI, faithful=True) == Match("yes", 0, "faithful_empty")
+
+
+def test_unrelated_answer_matches_nothing():
+    assert match_option("purple elephant", NLI) == Match(None, None, "no_match")
+    assert match_option("...", NLI) == Match(None, None, "no_match")  # normalises to ""
+
+
+def test_token_f1_tie_is_ambiguous():
+    assert match_option("yes or no", ("yes", "no")) == Match(None, None, "ambiguous")
+
+
+class CharRatio:
+    """A real (non-neural) similarity plugin: difflib's character match ratio."""
+
+    name = "char_ratio"
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, answer, options):
+        self.calls += 1
+        return [difflib.SequenceMatcher(None, answer, option).ratio() for option in options]
+
+
+def test_scorer_decides_only_after_rules_fail():
+    scorer = CharRatio()
+    assert match_option("yes", NLI, scorer=scorer) == Match("yes", 0, "exact")
+    assert match_option("not possible", NLI, scorer=scorer).rule == "token_f1"
+    assert scorer.calls == 0
+    assert match_option("yess", ("yes", "no"), scorer=scorer) == Match("yes", 0, "char_ratio")
+    assert match_option("yes or no", ("yes", "no"), scorer=scorer).rule == "char_ratio"
+    assert scorer.calls == 2
+    assert match_option("", ("yes", "no"), scorer=scorer) == Match(None, None, "empty")
+
+
+def test_no_options_is_an_error():
+    with pytest.raises(ValueError, match="no options"):
+        match_option("yes", ())
+
+
+def test_bertscore_plugin_reports_unavailable(tmp_path):
+    reason = bertscore_unavailable_reason(tmp_path)
+    assert reason is not None and "BERTScore plugin unavailable" in reason
+    with pytest.raises(PluginUnavailable, match="BERTScore plugin unavailable"):
+        BertScoreScorer(tmp_path)
