@@ -30,6 +30,16 @@ def test_match_rules(answer, options, expected):
     assert match_option(answer, options) == expected
 
 
+@pytest.mark.parametrize("answer,expected", [
+    ("a", Match("A", 0, "normalized")),  # the article-only option survives normalisation
+    ("(b)", Match("B", 1, "normalized")),
+    ("The answer is C", Match("C", 2, "token_f1")),
+    ("...", Match(None, None, "no_match")),  # punctuation only never matches
+])
+def test_letter_options(answer, expected):
+    assert match_option(answer, ("A", "B", "C", "D")) == expected
+
+
 def test_exact_beats_normalized_duplicate():
     # "No" and "no" normalise equally; the exact rule must win for the second.
     assert match_option("no", ("No", "no")) == Match("no", 1, "exact")

@@ -1,6 +1,7 @@
 """Mapping a free-text answer onto one of a task's options, with the rule that decided it.
 
-Rules, in order: exact string, SQuAD-normalised string, unique token-F1 argmax, then an optional
+Rules, in order: exact string, SQuAD-normalised string (articles kept when they are the whole
+text, so the option "A" survives), unique token-F1 argmax, then an optional
 similarity plugin (BERTScore, see `bertscore.py`). An empty answer matches nothing unless
 `faithful=True`, which reproduces the original's BERTScore behaviour (empty -> option 0).
 """
@@ -10,7 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Protocol
 
-from t5x_like.metrics.normalization import normalize_squad, token_f1
+from t5x_like.metrics.normalization import normalize_for_matching, token_f1
 
 # Values of `Match.rule`.
 EXACT = "exact"
@@ -58,9 +59,11 @@ def match_option(
     if answer in options:
         index = options.index(answer)
         return Match(options[index], index, EXACT)
-    normalized = normalize_squad(answer)
-    normalized_options = [normalize_squad(option) for option in options]
-    if normalized and normalized in normalized_options:
+    normalized = normalize_for_matching(answer)
+    if not normalized:  # only punctuation: nothing to compare
+        return _match_by_scorer(answer, options, scorer) if scorer else Match(None, None, NO_MATCH)
+    normalized_options = [normalize_for_matching(option) for option in options]
+    if normalized in normalized_options:
         index = normalized_options.index(normalized)
         return Match(options[index], index, NORMALIZED)
     f1s = [token_f1(normalized.split(), option.split()) for option in normalized_options]

@@ -14,11 +14,12 @@ _SQUAD_PUNCTUATION = frozenset(string.punctuation)
 _TRIVIAQA_PUNCTUATION = frozenset(string.punctuation + "‘’´`_")
 
 
-def _normalize(text: str, punctuation: frozenset[str], replacement: str) -> str:
+def _normalize(text: str, punctuation: frozenset[str], replacement: str, drop_articles: bool = True) -> str:
     """Lower-case, replace punctuation, drop English articles, collapse whitespace (SQuAD order)."""
     text = text.lower()
     text = "".join(replacement if ch in punctuation else ch for ch in text)
-    text = _ARTICLES.sub(" ", text)
+    if drop_articles:
+        text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 
 
@@ -30,6 +31,11 @@ def normalize_squad(text: str) -> str:
 def normalize_triviaqa(text: str) -> str:
     """The official TriviaQA `normalize_answer`: like SQuAD, but punctuation (and `_`, ‘’´`) -> space."""
     return _normalize(text, _TRIVIAQA_PUNCTUATION, " ")
+
+
+def normalize_for_matching(text: str) -> str:
+    """SQuAD normalisation, but an answer made only of articles keeps them (the option "A")."""
+    return normalize_squad(text) or _normalize(text, _SQUAD_PUNCTUATION, "", drop_articles=False)
 
 
 def token_f1(prediction_tokens: list[str], reference_tokens: list[str]) -> float:
