@@ -52,6 +52,8 @@ TUNED_CASES = [
      "Solution:\nDialogue Solution: A: hi B: hello\nAnswer Solution: Amanda will call Tom back.\nEND_EXAMPLES",
      "Amanda will call Tom back."),
     ("case_sensitive_marker", "answer solution: yes", ""),
+    ("end_examples_on_answer_line", "Answer Solution: no END_EXAMPLES\n</s>", "no"),
+    ("only_end_examples", "Answer Solution: END_EXAMPLES", ""),
 ]
 
 

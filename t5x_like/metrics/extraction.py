@@ -12,6 +12,7 @@ from typing import Literal
 
 ANSWER_MARKER = "Answer Solution:"
 EOS_TEXT = "</s>"
+END_EXAMPLES = "END_EXAMPLES"
 BASE_PREFIX = "Answer:"
 Mode = Literal["tuned", "base"]
 
@@ -62,10 +63,15 @@ def _extract_tuned(response: str, marker: str) -> str:
 
 
 def _strip_tuned(answer: str, marker: str) -> str:
-    """Strip whitespace, `*` (markdown bold) and any repeated leading marker."""
+    """Strip whitespace, `*` (markdown bold), repeated leading markers and a trailing END_EXAMPLES.
+
+    The original kept an `END_EXAMPLES` written on the answer line; it is never part of an answer.
+    """
     answer = answer.strip(_TUNED_STRIP)
     while answer.startswith(marker):
         answer = answer[len(marker):].strip(_TUNED_STRIP)
+    if answer.endswith(END_EXAMPLES):
+        answer = answer[:-len(END_EXAMPLES)].strip(_TUNED_STRIP)
     return answer
 
 
