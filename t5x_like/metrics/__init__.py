@@ -11,10 +11,11 @@ from t5x_like.metrics.extraction import ANSWER_MARKER, extract_answer, map_lette
 from t5x_like.metrics.matching import Match, OptionScorer, match_option
 from t5x_like.metrics.normalization import normalize_squad, normalize_triviaqa, token_f1
 from t5x_like.metrics.ranking import Ranking, rank_options, ranking_accuracy
-from t5x_like.metrics.scores import METRICS, compute_metric, parse_score, primary_score
+from t5x_like.metrics.scores import (METRICS, MetricSpec, compute_metric, metric_spec, parse_score,
+                                     primary_score)
 
 __all__ = [
-    "ANSWER_MARKER", "METRICS", "Match", "OptionScorer", "Ranking", "compute_metric",
-    "extract_answer", "map_letter_answer", "match_option", "normalize_squad", "normalize_triviaqa",
-    "parse_score", "primary_score", "rank_options", "ranking_accuracy", "token_f1",
+    "ANSWER_MARKER", "METRICS", "Match", "MetricSpec", "OptionScorer", "Ranking", "compute_metric",
+    "extract_answer", "map_letter_answer", "match_option", "metric_spec", "normalize_squad",
+    "normalize_triviaqa", "parse_score", "primary_score", "rank_options", "ranking_accuracy", "token_f1",
 ]

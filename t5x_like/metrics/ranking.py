@@ -30,7 +30,8 @@ def rank_options(loglikelihoods: Sequence[float], options: Sequence[str]) -> Ran
         raise ValueError(f"rank_options: {len(loglikelihoods)} log-likelihoods for {len(options)} options")
     lengths = np.array([len(option) for option in options], dtype=np.float64)
     if (lengths == 0).any():
-        raise ValueError(f"rank_options: an option is the empty string, acc_norm is undefined: {list(options)!r}")
+        raise ValueError(f"rank_options: an option is the empty string, acc_norm is undefined: "
+                         f"{list(options)!r}")
     scores = np.asarray(loglikelihoods, dtype=np.float64)
     return Ranking(int(np.argmax(scores)), int(np.argmax(scores / lengths)))
 

@@ -198,7 +198,7 @@ METRICS: dict[str, MetricSpec] = {
 }
 
 
-def _spec(name: str) -> MetricSpec:
+def metric_spec(name: str) -> MetricSpec:
     """The registry entry for `name`, or a ValueError listing the known names."""
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}")
@@ -216,7 +216,8 @@ def _as_references(reference: Reference) -> References:
     """One item's references as a non-empty tuple of strings."""
     refs = (reference,) if isinstance(reference, str) else tuple(reference)
     if not refs or not all(isinstance(ref, str) for ref in refs):
-        raise ValueError(f"each reference must be a string or a non-empty sequence of strings, got {reference!r}")
+        raise ValueError(f"each reference must be a string or a non-empty sequence of strings, "
+                         f"got {reference!r}")
     return refs
 
 
@@ -226,7 +227,7 @@ def compute_metric(name: str, predictions: Sequence[Prediction], references: Seq
 
     `faithful` only changes `pearson_spearman` (unparseable answer -> 9.0, as the original).
     """
-    spec = _spec(name)
+    spec = metric_spec(name)
     if len(predictions) != len(references):
         raise ValueError(f"{name}: {len(predictions)} predictions but {len(references)} references")
     if not predictions:
@@ -239,4 +240,4 @@ def compute_metric(name: str, predictions: Sequence[Prediction], references: Seq
 
 def primary_score(name: str, metrics: Mapping[str, float]) -> float:
     """The task's single number in [0, 100] for the analysis (see docs/evaluation.md)."""
-    return min(max(_spec(name).primary(metrics), 0.0), 100.0)
+    return min(max(metric_spec(name).primary(metrics), 0.0), 100.0)
