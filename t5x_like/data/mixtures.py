@@ -13,6 +13,8 @@ import dataclasses
 import random
 from typing import Generic, Mapping, Sequence, TypeVar
 
+from t5x_like.data import tasks as registry
+
 RATE_CAP = 3000  # examples-proportional cap per task (seqio `maximum`)
 SIZE_LIMIT = 30000  # at most this many training rows per task enter a mixture
 VALIDATION_FRACTION = 0.1
@@ -59,9 +61,6 @@ SETUPS: dict[str, tuple[str, ...]] = {
     "setup7": _NLU_DEFAULT + ("dpr_raw",) + _MISC + _NLG_DEFAULT + _SUMMARIZATION,
 }
 
-# test tasks that are evaluation splits of a training task
-_EVAL_ALIASES = {"mnli_matched": "mnli", "mnli_mismatched": "mnli"}
-
 T = TypeVar("T")
 
 
@@ -74,7 +73,7 @@ def mixture_tasks(setup: str) -> list[str]:
 
 def is_seen(task: str, setup: str) -> bool:
     """Whether `task` was trained on in `setup` (mnli_matched/mismatched are seen when mnli is)."""
-    return _EVAL_ALIASES.get(task, task) in mixture_tasks(setup)
+    return registry.is_seen_in(task, mixture_tasks(setup))
 
 
 def mixing_rates(sizes: Mapping[str, int], *, cap: int = RATE_CAP) -> dict[str, float]:
