@@ -1,5 +1,6 @@
 """Option matching: rule order, normalisation, token-F1 argmax, empty answers, scorer plugin."""
 import difflib
+import json
 
 import pytest
 
@@ -12,17 +13,17 @@ NLI = ("yes", "it is not possible to tell", "no")
 @pytest.mark.parametrize("answer,options,expected", [
     ("yes", NLI, Match("yes", 0, "exact")),
     ("no", NLI, Match("no", 2, "exact")),
-    ("Yes", NLI, Match("yes", 0, "normalized")),  # case
-    ("yes.", NLI, Match("yes", 0, "normalized")),  # punctuation
-    ("  It is not possible to tell!  ", NLI, Match("it is not possible to tell", 1, "normalized")),
-    ('"True"', ("True", "False"), Match("True", 0, "normalized")),  # BIG-bench quoted options
+    ("Yes", NLI, Match("yes", 0, "casefold")),  # case
+    ("yes.", NLI, Match("yes", 0, "casefold")),  # sentence punctuation
+    ("  It is not possible to tell!  ", NLI, Match("it is not possible to tell", 1, "casefold")),
+    ('"True"', ("True", "False"), Match("True", 0, "casefold")),  # BIG-bench quoted options
     ("the World", ("World", "Sports", "Business", "Sci/Tech"), Match("World", 0, "normalized")),  # article
     ("scitech", ("World", "Sports", "Business", "Sci/Tech"), Match("Sci/Tech", 3, "normalized")),
     ("$18", ("12", "18", "24"), Match("18", 1, "normalized")),  # gsm8k currency
     ("not possible", NLI, Match("it is not possible to tell", 1, "token_f1")),  # partial overlap
     ("The answer is no", NLI, Match("no", 2, "token_f1")),
     ("He went to the store to buy milk",
-     ("He went to the store to buy milk.", "She stayed home."), Match("He went to the store to buy milk.", 0, "normalized")),
+     ("He went to the store to buy milk.", "She stayed home."), Match("He went to the store to buy milk.", 0, "casefold")),
     ("he bought milk at the store",
      ("He went to the store to buy milk.", "She stayed home."), Match("He went to the store to buy milk.", 0, "token_f1")),
 ])
@@ -31,7 +32,8 @@ def test_match_rules(answer, options, expected):
 
 
 @pytest.mark.parametrize("answer,expected", [
-    ("a", Match("A", 0, "normalized")),  # the article-only option survives normalisation
+    ("a", Match("A", 0, "casefold")),
+    ("the A", Match("A", 0, "token_f1")),  # an article-only text keeps its articles
     ("(b)", Match("B", 1, "normalized")),
     ("The answer is C", Match("C", 2, "token_f1")),
     ("...", Match(None, None, "no_match")),  # punctuation only never matches
@@ -43,7 +45,27 @@ def test_letter_options(answer, expected):
 def test_exact_beats_normalized_duplicate():
     # "No" and "no" normalise equally; the exact rule must win for the second.
     assert match_option("no", ("No", "no")) == Match("no", 1, "exact")
-    assert match_option("NO", ("No", "no")) == Match("No", 0, "normalized")
+    assert match_option("NO", ("No", "no")) == Match(None, None, "ambiguous")
+
+
+@pytest.mark.parametrize("answer,options,expected", [  # real ARC option sets
+    ("+1.", ("-1", "+1", "-2", "+2"), Match("+1", 1, "casefold")),
+    ("1", ("-1", "+1", "-2", "+2"), Match(None, None, "no_match")),  # signs are kept
+    ("12.5", ("125 years", "12.5 years"), Match("12.5 years", 1, "token_f1")),  # decimal point kept
+    ("$1,000", ("100", "1000", "10"), Match("1000", 1, "normalized")),
+    ("125 years.", ("12.5 years", "125 years", "125,000 years"), Match("125 years", 1, "casefold")),
+    ("Mass of -3", ("mass of +3.", "mass of -3.", "charge of +3."), Match("mass of -3.", 1, "casefold")),
+    ("10°C.", ("-10°C", "-1°C", "0°C", "10°C"), Match("10°C", 3, "casefold")),
+    ("10°c", ("-10°C", "-1°C", "10 °C"), Match(None, None, "no_match")),
+])
+def test_options_that_differ_only_in_punctuation(answer, options, expected):
+    assert match_option(answer, options) == expected
+
+
+def test_duplicate_options_count_once():
+    options = ("lay in bed", "lay in bed", "go to bed")  # a real commonsense_qa item
+    assert match_option("Lay in bed", options) == Match("lay in bed", 0, "casefold")
+    assert match_option("in bed", options) == Match("lay in bed", 0, "token_f1")
 
 
 @pytest.mark.parametrize("answer", ["", "   ", "\n"])
@@ -95,3 +117,16 @@ def test_bertscore_plugin_reports_unavailable(tmp_path):
     assert reason is not None and "BERTScore plugin unavailable" in reason
     with pytest.raises(PluginUnavailable, match="BERTScore plugin unavailable"):
         BertScoreScorer(tmp_path)
+
+
+@pytest.mark.parametrize("task,split", [("arc_challenge", "test"), ("arc_easy", "test"),
+                                        ("commonsense_qa", "validation"), ("openbookqa", "test")])
+def test_real_option_sets_round_trip(data_dir, task, split):
+    """Every option of real multiple-choice items, re-cased / quoted / punctuated, maps back to itself."""
+    with open(data_dir / task / f"{split}.jsonl") as handle:
+        items = [json.loads(line) for line in handle][:300]
+    for item in items:
+        options = item["choices"]["text"]
+        for option in options:
+            for variant in (option.upper(), f"{option}.", f'"{option}"', f"  {option.lower()}!"):
+                assert match_option(variant, options).option == option, (variant, options)

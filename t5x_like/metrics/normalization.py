@@ -12,12 +12,19 @@ import string
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _SQUAD_PUNCTUATION = frozenset(string.punctuation)
 _TRIVIAQA_PUNCTUATION = frozenset(string.punctuation + "‘’´`_")
+_NUMBER_PUNCTUATION = re.compile(r"[+-](?=\d)|(?<=\d)\.(?=\d)")  # signs, decimal points
+_EDGE_PUNCTUATION = ".,;:!?*\"'`‘’“”"  # never "+", "-": they tell "+1" from "-1"
 
 
-def _normalize(text: str, punctuation: frozenset[str], replacement: str, drop_articles: bool = True) -> str:
-    """Lower-case, replace punctuation, drop English articles, collapse whitespace (SQuAD order)."""
+def _normalize(text: str, punctuation: frozenset[str], replacement: str, *, drop_articles: bool = True,
+               keep: re.Pattern[str] | None = None) -> str:
+    """Lower-case, replace punctuation (except at `keep` matches), drop articles, collapse spaces.
+
+    The order is the SQuAD script's.
+    """
     text = text.lower()
-    text = "".join(replacement if ch in punctuation else ch for ch in text)
+    kept = {found.start() for found in keep.finditer(text)} if keep else set()
+    text = "".join(replacement if ch in punctuation and i not in kept else ch for i, ch in enumerate(text))
     if drop_articles:
         text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
@@ -33,9 +40,16 @@ def normalize_triviaqa(text: str) -> str:
     return _normalize(text, _TRIVIAQA_PUNCTUATION, " ")
 
 
+def normalize_light(text: str) -> str:
+    """Case-folded, whitespace collapsed, sentence punctuation and quotes stripped at the ends only."""
+    return " ".join(text.casefold().split()).strip(_EDGE_PUNCTUATION).strip()
+
+
 def normalize_for_matching(text: str) -> str:
-    """SQuAD normalisation, but an answer made only of articles keeps them (the option "A")."""
-    return normalize_squad(text) or _normalize(text, _SQUAD_PUNCTUATION, "", drop_articles=False)
+    """SQuAD normalisation for option matching: number signs and decimal points are kept ("-1" is
+    not "1", "12.5" not "125"), and a text made only of articles keeps them (the option "A")."""
+    return (_normalize(text, _SQUAD_PUNCTUATION, "", keep=_NUMBER_PUNCTUATION)
+            or _normalize(text, _SQUAD_PUNCTUATION, "", drop_articles=False, keep=_NUMBER_PUNCTUATION))
 
 
 def token_f1(prediction_tokens: list[str], reference_tokens: list[str]) -> float:
