@@ -289,3 +289,10 @@ def test_dispatch_errors_are_actionable():
         compute_metric("rouge", [], [])
     with pytest.raises(ValueError, match="exactly one reference"):
         compute_metric("matthews_corr", ["a"], [("a", "b")])
+
+
+@pytest.mark.parametrize("name,reference", [("squad_em_f1", "Denver"), ("triviaqa_em_f1", "Denver"),
+                                            ("rouge", "Denver won"), ("bleu", "Denver won the game"),
+                                            ("edit_distance", "Denver won")])
+def test_missing_prediction_scores_as_empty_text(name, reference):
+    assert compute_metric(name, [None, "Denver"], [reference] * 2) == compute_metric(name, ["", "Denver"], [reference] * 2)
