@@ -66,11 +66,7 @@ class Formatted:
 
 @dataclasses.dataclass(frozen=True)
 class View:
-    """An example as one template shows it: the fields listed in field blocks and the answer.
-
-    `fields` excludes the template's target field (translation direction, summaries), and its last
-    entry is ("options", joined options) when the task has options.
-    """
+    """An example as field blocks show it: its fields (options last, under their own name) and answer."""
 
     example: Example
     fields: tuple[tuple[str, str], ...]
@@ -84,21 +80,16 @@ def join_options(options: Sequence[str], *, quoted: bool = False) -> str:
     return "; ".join(options)
 
 
-def view(example: Example, target_field: str | None = None, *, quoted_options: bool = False) -> View:
-    """The fields and answer of `example` under a template whose answer is `target_field`.
+def view(example: Example, *, options_field: str | None = "options", quoted_options: bool = False) -> View:
+    """The field blocks' view of `example`: its fields, then the joined options as `options_field`.
 
-    `target_field` None or "label" means the example's label; any other name (a translation side,
-    a summary) becomes the answer and is removed from the shown fields.
+    `options_field=None` shows no options line (tasks whose options are already fields, e.g. COPA).
+    The example must already carry its template's target as label (`pipeline.targeted`).
     """
-    if target_field in (None, "", "label"):
-        answer = example.label
-        shown = example.fields
-    else:
-        answer = example.field(target_field)
-        shown = tuple((name, text) for name, text in example.fields if name != target_field)
-    if example.options:
-        shown = shown + (("options", join_options(example.options, quoted=quoted_options)),)
-    return View(example=example, fields=shown, answer=answer)
+    shown = example.fields
+    if example.options and options_field:
+        shown = shown + ((options_field, join_options(example.options, quoted=quoted_options)),)
+    return View(example=example, fields=shown, answer=example.label)
 
 
 def chat_wrap(system: str, instance: str, *, faithful: bool, newline_before_close: bool = False) -> str:

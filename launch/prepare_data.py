@@ -1,0 +1,28 @@
+r"""Prepare a data directory: prompt-formatted task splits, training mixtures, manifest.
+
+python -m launch.prepare_data --config=configs/data/default.py --output_dir=OUT \
+    [--config.data_dir=DIR] [--config.seed=N] [--config.tasks=rte,copa] [--config.num_test=N]
+"""
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from t5x_like.data import pipeline
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/data/default.py", "Data config file.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to write the prepared data into.", required=True)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    try:
+        manifest = pipeline.prepare(_CONFIG.value, _OUTPUT_DIR.value)
+    except pipeline.DataConfigError as error:
+        raise SystemExit(f"prepare_data: {error}") from None
+    logging.info("prepared %d tasks, %d files, %d mixtures into %s", len(manifest["tasks"]),
+                 len(manifest["files"]), len(manifest["mixtures"]), _OUTPUT_DIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,171 @@
+"""The prepared data directory: determinism, pairing, example provenance, mixtures, errors, CLI."""
+import collections
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from configs.data import default as default_config
+from t5x_like import io_utils
+from t5x_like.data import pipeline
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TASKS = "rte,copa,sst2,squad,causal_judgment,mnli"
+MAIN_FORMATS = ("flan", "samplegen", "gold_pipeline", "base_d")
+ROW_KEYS = {"id", "task", "format", "split", "prompt", "target", "label", "options", "references",
+            "template_id", "ic_ids", "ic_tasks"}
+
+
+def make_config(data_dir, **overrides):
+    config = default_config.get_config()
+    config.data_dir = str(data_dir)
+    config.tasks = TASKS
+    config.num_test = 30
+    config.carve_example_pool = True
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+def rows(root: pathlib.Path, relative: str) -> list[dict]:
+    return io_utils.read_jsonl(str(root / relative))
+
+
+def all_files(root: pathlib.Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def prepared(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared")
+    manifest = pipeline.prepare(make_config(data_dir), out)
+    return out, manifest
+
+
+def test_rerun_is_byte_identical(prepared, data_dir, tmp_path):
+    out, _ = prepared
+    pipeline.prepare(make_config(data_dir), tmp_path)
+    assert all_files(tmp_path) == all_files(out)
+
+
+def test_another_seed_draws_differently(prepared, data_dir, tmp_path):
+    out, _ = prepared
+    pipeline.prepare(make_config(data_dir, seed=7, tasks="rte", mixture=""), tmp_path)
+    for relative in ("flan/rte/test.jsonl", "samplegen/rte/train.jsonl"):
+        ours, theirs = rows(out, relative), rows(tmp_path, relative)
+        assert [r["id"] for r in ours] != [r["id"] for r in theirs]
+    first = {r["id"]: r["ic_ids"] for r in rows(out, "gold_pipeline/rte/test.jsonl")}
+    second = {r["id"]: r["ic_ids"] for r in rows(tmp_path, "gold_pipeline/rte/test.jsonl")}
+    shared = set(first) & set(second)
+    assert shared and any(first[i] != second[i] for i in shared)
+
+
+def test_every_line_has_the_schema_and_labels_are_options(prepared):
+    out, manifest = prepared
+    assert manifest["files"]
+    for relative in manifest["files"]:
+        for row in rows(out, relative):
+            assert set(row) == ROW_KEYS, relative
+            if row["options"]:
+                assert row["label"] in row["options"], (relative, row["id"])
+            assert len(row["ic_ids"]) == len(row["ic_tasks"])
+            assert (row["target"] != "") == (row["split"] == "train")
+
+
+def test_test_sets_are_paired_across_formats(prepared):
+    out, manifest = prepared
+    for task in TASKS.split(","):
+        orders = {fmt: [r["id"] for r in rows(out, f"{fmt}/{task}/test.jsonl")] for fmt in MAIN_FORMATS}
+        assert len({tuple(ids) for ids in orders.values()}) == 1, task
+        assert len(orders["flan"]) == min(30, manifest["tasks"][task]["test_items"])
+        assert len(set(orders["flan"])) == len(orders["flan"])
+
+
+def test_samplegen_examples_come_from_the_other_half_of_train(prepared, data_dir):
+    out, _ = prepared
+    train_ids = {str(json.loads(line)["idx"]) for line in (data_dir / "rte" / "train.jsonl").open()}
+    main_half = {r["id"] for r in rows(out, "samplegen/rte/train.jsonl")}
+    assert len(main_half) == 1000 and main_half <= train_ids
+    for relative in ("samplegen/rte/train.jsonl", "gold_pipeline/rte/test.jsonl"):
+        for row in rows(out, relative):
+            assert len(row["ic_ids"]) == 2 and len(set(row["ic_ids"])) == 2
+            assert set(row["ic_ids"]) <= train_ids - main_half, (relative, row["id"])
+            assert row["ic_tasks"] == ["rte", "rte"]
+    for row in rows(out, "samplegen/rte/train.jsonl"):
+        assert row["id"] not in row["ic_ids"]
+
+
+def test_carved_pools_are_disjoint_from_test_items_and_recorded(prepared):
+    out, manifest = prepared
+    for task in ("squad", "mnli", "causal_judgment"):
+        pool = manifest["tasks"][task]["example_pool"]
+        test_ids = {r["id"] for r in rows(out, f"gold_pipeline/{task}/test.jsonl")}
+        if task == "causal_judgment":  # BIG-bench: gold examples from its validation split
+            assert pool["origin"] == "train_split"
+            continue
+        assert pool["origin"] == "carved_from_eval" and pool["size"] == len(pool["ids"]) == 100
+        assert not test_ids & set(pool["ids"])
+        for row in rows(out, f"gold_pipeline/{task}/test.jsonl"):
+            assert set(row["ic_ids"]) <= set(pool["ids"]) and row["id"] not in row["ic_ids"]
+
+
+def test_mixture_rates_are_the_hand_computed_examples_proportional_rates(prepared):
+    out, manifest = prepared
+    # train splits here: rte 2000, sst2 2000, copa 400 (all under the 3000 cap); SampleGen uses half
+    expected = {"flan_default": {"rte": 2000, "sst2": 2000, "copa": 400},
+                "samplegen_default": {"rte": 1000, "sst2": 1000, "copa": 200}}
+    for name, sizes in expected.items():
+        entry = manifest["mixtures"][name]
+        total = sum(sizes.values())
+        assert entry["rates"] == pytest.approx({t: n / total for t, n in sizes.items()})
+        assert entry["counts"] == sizes
+        mixed = rows(out, f"mixtures/{name}/train.jsonl") + rows(out, f"mixtures/{name}/validation.jsonl")
+        assert collections.Counter(r["task"] for r in mixed) == sizes
+        assert entry["validation"] == round(0.1 * total) == len(rows(out, f"mixtures/{name}/validation.jsonl"))
+        assert "mnli" in entry["missing_tasks"] and "hellaswag" in entry["missing_tasks"]
+
+
+def test_unknown_task_fails_before_writing(data_dir, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(pipeline.DataConfigError, match="rtee"):
+        pipeline.prepare(make_config(data_dir, tasks="rte,rtee"), out)
+    assert not out.exists()
+
+
+def test_missing_train_split_without_carving_names_task_split_and_option(data_dir, tmp_path):
+    out = tmp_path / "out"
+    config = make_config(data_dir, tasks="rte,squad", carve_example_pool=False, mixture="")
+    with pytest.raises(pipeline.DataConfigError, match=r"squad.*train.*carve_example_pool"):
+        pipeline.prepare(config, out)
+    assert not out.exists()
+    pipeline.prepare(make_config(data_dir, tasks="squad", carve_example_pool=False, formats="flan,base_d",
+                                 mixture=""), out)
+
+
+def test_explicit_task_without_data_is_an_error(data_dir, tmp_path):
+    with pytest.raises(pipeline.DataConfigError, match="hellaswag"):
+        pipeline.prepare(make_config(data_dir, tasks="hellaswag"), tmp_path / "out")
+
+
+def test_cli_writes_a_prepared_dir(data_dir, tmp_path):
+    out = tmp_path / "cli"
+    command = [sys.executable, "-m", "launch.prepare_data", "--config=configs/data/default.py",
+               f"--output_dir={out}", f"--config.data_dir={data_dir}", "--config.tasks=rte,sst2",
+               "--config.num_test=5", "--config.seed=3", "--config.formats=flan,base_d"]
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=120)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["seed"] == 3 and sorted(manifest["tasks"]) == ["rte", "sst2"]
+    assert len(rows(out, "base_d/sst2/test.jsonl")) == 5
+    assert set(manifest["mixtures"]) == {"flan_default"}
+    bad = subprocess.run(command[:-1] + ["--config.formats=flan,nope"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode != 0 and "nope" in bad.stderr
+
+
+def test_empty_mixture_is_an_error_before_writing(data_dir, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(pipeline.DataConfigError, match="flan_setup4.*mnli"):
+        pipeline.prepare(make_config(data_dir, tasks="rte,mnli", formats="flan", mixture="setup4"), out)
+    assert not out.exists()
