@@ -1,0 +1,31 @@
+r"""Instruction-tune a model (LoRA or full) on a prepared mixture; resumable, sharded, exportable.
+
+python -m launch.train --config=configs/experiments/smoke.py [--config.train.num_steps=100] \
+    --workdir=DIR [--export_dir=DIR]
+Rerunning the same command on the same workdir resumes from its latest checkpoint.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from t5x_like import trainer
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, TensorBoard.", required=True)
+_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Write the final model (HF dir) and LoRA adapter here.")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    try:
+        result = trainer.run(_CONFIG.value, _WORKDIR.value, _EXPORT_DIR.value)
+    except trainer.USER_ERRORS as error:
+        raise SystemExit(f"train: {type(error).__name__}: {error}") from None
+    logging.info("%s at step %d, loss %s, validation loss %s", "preempted" if result.preempted else "finished",
+                 result.step, result.final_loss, result.eval_loss)
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("config")
+    app.run(main)
