@@ -88,11 +88,12 @@ class Source:
 class Task:
     """One task: identity, source, row conversion, answer space and metric.
 
-    `field_order` lists every prompt field *and* the answer field (`label_name`) in the column order
-    of the authors' SampleGen format; an `Example` carries `field_order` minus the answer field.
-    Templates may pick another target among `target_fields` (translation direction), see
-    `templates.apply_target`. `options_field` is the name the original SampleGen block gives the
-    options line (None where the original shows no options line).
+    `fields` are the names of an `Example`'s fields, in the column order of the authors' SampleGen
+    format (default mode; faithful mode adds the answer column of opin_*/newsroom). `label_name`
+    names the source's answer column. Translation examples carry both sides as fields and the
+    default target as label; a template may target another field (`target_fields`).
+    `options_field` is the name the original SampleGen block gives the options line (None where
+    the original shows no options line).
     """
 
     name: str
@@ -102,17 +103,13 @@ class Task:
     parser: Parser = dataclasses.field(repr=False, compare=False)
     metric: str
     generative: bool
-    field_order: tuple[str, ...]
+    fields: tuple[str, ...]
     label_name: str = "label"
     options_field: str | None = "options"
     target_fields: tuple[str, ...] = ()
+    optional_fields: tuple[str, ...] = ()  # fields only some sources provide (templates avoid them)
     template_group: str = ""
     notes: tuple[str, ...] = ()
-
-    @property
-    def prompt_fields(self) -> tuple[str, ...]:
-        """Names of the fields an `Example` of this task carries, in order."""
-        return tuple(f for f in self.field_order if f != self.label_name)
 
     def to_example(self, row: Row, row_index: int, *, faithful: bool = False) -> Example | None:
         """Convert one source row; None for rows the task drops (e.g. unlabelled, label -1)."""
@@ -446,13 +443,14 @@ LANGUAGE_NAMES = {"cs": "Czech", "en": "English", "es": "Spanish", "de": "German
 
 
 def _translation(lang1: str, lang2: str) -> Parser:
-    """Translation pair: lang1/lang2 names and sent1 shown; sent2 is the default target."""
+    """Translation pair: fields lang1, lang2 (language names), sent1, sent2; the label is sent2
+    (the default direction); a template targeting sent1 translates the other way."""
 
     def parse(row: Row, faithful: bool) -> Parsed | None:
         pair = row["translation"]
         fields = (("lang1", LANGUAGE_NAMES[lang1]), ("lang2", LANGUAGE_NAMES[lang2]),
-                  ("sent1", _text(pair[lang1])))
-        return Parsed(fields, _text(pair[lang2]))
+                  ("sent1", _text(pair[lang1])), ("sent2", _text(pair[lang2])))
+        return Parsed(fields, fields[3][1])
     return parse
 
 
@@ -564,18 +562,19 @@ def _local_dir(name: str) -> str:
 
 
 def _register(name: str, cluster: str | None, category: str, source: Source, parser: Parser,
-              metric: str, *, generative: bool = False, field_order: Sequence[str],
+              metric: str, *, generative: bool = False, fields: Sequence[str],
               label_name: str = "label", options_field: str | None = "options",
-              target_fields: Sequence[str] = (), template_group: str | None = None,
-              notes: Sequence[str] = ()) -> None:
+              target_fields: Sequence[str] = (), optional_fields: Sequence[str] = (),
+              template_group: str | None = None, notes: Sequence[str] = ()) -> None:
     """Add one task to the registry (names must be unique, metrics known)."""
     assert name not in _REGISTRY, name
     assert metric in METRICS, (name, metric)
     _REGISTRY[name] = Task(name=name, cluster=cluster, category=category, source=source,
                            parser=parser, metric=metric, generative=generative,
-                           field_order=tuple(field_order), label_name=label_name,
+                           fields=tuple(fields), label_name=label_name,
                            options_field=None if generative else options_field,
                            target_fields=tuple(target_fields),
+                           optional_fields=tuple(optional_fields),
                            template_group=template_group or name, notes=tuple(notes))
 
 
@@ -594,17 +593,17 @@ def _build_registry() -> None:
                   _hub("facebook/anli", None, f"train_r{r}", f"test_r{r}", f"anli_r{r}",
                        ("premise", "hypothesis", "label"), local_train="train", local_eval="test"),
                   class_label((("context", "premise"), ("hypothesis", "hypothesis")), anli_options),
-                  "accuracy", field_order=("context", "hypothesis"), template_group="anli")
+                  "accuracy", fields=("context", "hypothesis"), template_group="anli")
     _register("rte", "nli", NLU,
               _hub(GLUE, "rte", "train", "validation", "rte", ("sentence1", "sentence2", "label"),
                    tfds_name="glue/rte"),
               class_label((("premise", "sentence1"), ("hypothesis", "sentence2")), YES_NO),
-              "accuracy", field_order=("premise", "hypothesis"))
+              "accuracy", fields=("premise", "hypothesis"))
     _register("snli", "nli", NLU,
               _hub("stanfordnlp/snli", None, "train", "validation", "snli",
                    ("premise", "hypothesis", "label"), faithful_eval_split="test", tfds_name="snli"),
               class_label((("premise", "premise"), ("hypothesis", "hypothesis")), NLI3),
-              "accuracy", field_order=("premise", "hypothesis"),
+              "accuracy", fields=("premise", "hypothesis"),
               notes=("eval split validation (the original tested on test; both labelled)",
                      "label -1 rows dropped in both modes (the original filtered them too)"))
     _register("cb", "nli", NLU,
@@ -612,31 +611,31 @@ def _build_registry() -> None:
                    tfds_name="super_glue/cb"),
               class_label((("premise", "premise"), ("hypothesis", "hypothesis")),
                           ("yes", "no", "it's impossible to say")),
-              "accuracy", field_order=("premise", "hypothesis"))
+              "accuracy", fields=("premise", "hypothesis"))
     mnli_fields = (("premise", "premise"), ("hypothesis", "hypothesis"))
     _register("mnli", "nli", NLU,
               _hub(GLUE, "mnli", "train", "validation_matched", "mnli",
                    ("premise", "hypothesis", "label"), tfds_name="glue/mnli"),
-              class_label(mnli_fields, NLI3), "accuracy", field_order=("premise", "hypothesis"),
+              class_label(mnli_fields, NLI3), "accuracy", fields=("premise", "hypothesis"),
               template_group="mnli")
     for variant in ("matched", "mismatched"):
         _register(f"mnli_{variant}", "nli", NLU,
                   _hub(GLUE, "mnli", None, f"validation_{variant}", "mnli",
                        ("premise", "hypothesis", "label"), tfds_name="glue/mnli"),
                   class_label(mnli_fields, NLI3), "accuracy",
-                  field_order=("premise", "hypothesis"), template_group="mnli",
+                  fields=("premise", "hypothesis"), template_group="mnli",
                   notes=(f"test-only view of MNLI validation_{variant}",))
     _register("wnli", "nli", NLU,
               _hub(GLUE, "wnli", "train", "validation", "wnli", ("sentence1", "sentence2", "label"),
                    tfds_name="glue/wnli"),
               class_label((("sentence1", "sentence1"), ("sentence2", "sentence2")), NO_YES),
-              "accuracy", field_order=("sentence1", "sentence2"))
+              "accuracy", fields=("sentence1", "sentence2"))
     _register("qnli", "nli", NLU,
               _hub(GLUE, "qnli", "train", "validation", "qnli", ("question", "sentence", "label"),
                    tfds_name="glue/qnli"),
               class_label((("question", "question"), ("sentence", "sentence")), YES_NO,
                           quoted=("question", "sentence")),
-              "accuracy", field_order=("question", "sentence"),
+              "accuracy", fields=("question", "sentence"),
               notes=("question and sentence wrapped in double quotes, as the original",))
     # --- commonsense ---------------------------------------------------------------------------
     _register("copa", "commonsense", NLU,
@@ -645,63 +644,63 @@ def _build_registry() -> None:
                    faithful_eval_split="test", tfds_name="super_glue/copa"),
               choice_columns((("premise", "premise"), ("question", "question")),
                              ("choice1", "choice2")),
-              "accuracy", field_order=("premise", "question"), options_field=None,
+              "accuracy", fields=("premise", "question"), options_field=None,
               notes=("eval split validation (faithful: the unlabelled test split, every gold = choice2)",))
     _register("hellaswag", "commonsense", NLU,
               _hub("Rowan/hellaswag", None, "train", "validation", "hellaswag",
                    ("ctx", "endings", "label")),
-              _hellaswag, "accuracy", field_order=("context",), options_field="endings")
+              _hellaswag, "accuracy", fields=("context",), options_field="endings")
     _register("piqa", "commonsense", NLU,
               _hub("ybisk/piqa", None, "train", "validation", "piqa", ("goal", "sol1", "sol2", "label"),
                    tfds_name="piqa"),
               choice_columns((("goal", "goal"),), ("sol1", "sol2")), "accuracy",
-              field_order=("goal",))
+              fields=("goal",))
     _register("story_cloze", "commonsense", NLU,
               _hub(None, None, None, "test", "story_cloze",
                    ("InputSentence1", "InputSentence2", "InputSentence3", "InputSentence4",
                     "RandomFifthSentenceQuiz1", "RandomFifthSentenceQuiz2", "AnswerRightEnding")),
-              _story_cloze, "accuracy", field_order=("context",),
+              _story_cloze, "accuracy", fields=("context",),
               notes=("manual download: <data_dir>/story_cloze/test.jsonl|parquet holding the rows of "
                      "cloze_test_spring2016.tsv; no train split (the original reused the test file)",))
     # --- sentiment -----------------------------------------------------------------------------
     _register("imdb_reviews", "sentiment", NLU,
               _hub("stanfordnlp/imdb", "plain_text", "train", "test", "imdb", ("text", "label"),
                    tfds_name="imdb_reviews/plain_text"),
-              class_label((("text", "text"),), SENTIMENT), "accuracy", field_order=("text",))
+              class_label((("text", "text"),), SENTIMENT), "accuracy", fields=("text",))
     _register("sentiment140", "sentiment", NLU,
               _hub("stanfordnlp/sentiment140", None, "train", "test", "sentiment140",
                    ("text", "sentiment")),
-              _sentiment140, "accuracy", field_order=("text",),
+              _sentiment140, "accuracy", fields=("text",),
               notes=("polarity 0/2/4: neutral (2) counts as negative, as in the original",))
     _register("sst2", "sentiment", NLU,
               _hub(GLUE, "sst2", "train", "validation", "sst2", ("sentence", "label"),
                    tfds_name="glue/sst2"),
               class_label((("sentence", "sentence"),), SENTIMENT), "accuracy",
-              field_order=("sentence",),
+              fields=("sentence",),
               notes=("hub source glue/sst2 (the original used stanfordnlp/sst2: same rows)",))
     _register("yelp_polarity_reviews", "sentiment", NLU,
               _hub("fancyzhx/yelp_polarity", None, "train", "test", "yelp_polarity_reviews",
                    ("text", "label")),
-              class_label((("text", "text"),), SENTIMENT), "accuracy", field_order=("text",))
+              class_label((("text", "text"),), SENTIMENT), "accuracy", fields=("text",))
     # --- paraphrase ----------------------------------------------------------------------------
     pair = (("sentence1", "sentence1"), ("sentence2", "sentence2"))
     _register("mrpc", "paraphrase", NLU,
               _hub(GLUE, "mrpc", "train", "validation", "mrpc", ("sentence1", "sentence2", "label"),
                    tfds_name="glue/mrpc"),
-              class_label(pair, NO_YES), "accuracy", field_order=("sentence1", "sentence2"))
+              class_label(pair, NO_YES), "accuracy", fields=("sentence1", "sentence2"))
     _register("qqp", "paraphrase", NLU,
               _hub(GLUE, "qqp", "train", "validation", "qqp", ("question1", "question2", "label"),
                    tfds_name="glue/qqp"),
               class_label((("question1", "question1"), ("question2", "question2")), NO_YES),
-              "accuracy", field_order=("question1", "question2"))
+              "accuracy", fields=("question1", "question2"))
     _register("paws_wiki", "paraphrase", NLU,
               _hub("google-research-datasets/paws", "labeled_final", "train", "test", "paws_wiki",
                    ("sentence1", "sentence2", "label"), tfds_name="paws_wiki"),
-              class_label(pair, NO_YES), "accuracy", field_order=("sentence1", "sentence2"))
+              class_label(pair, NO_YES), "accuracy", fields=("sentence1", "sentence2"))
     _register("stsb", "paraphrase", NLU,
               _hub(GLUE, "stsb", "train", "validation", "stsb", ("sentence1", "sentence2", "label"),
                    tfds_name="glue/stsb"),
-              _stsb, "pearson_spearman", field_order=("sentence1", "sentence2"),
+              _stsb, "pearson_spearman", fields=("sentence1", "sentence2"),
               notes=("label = score rounded half-up to 0..5 (faithful: floored, int(score)); "
                      "references hold the raw score for Pearson/Spearman",))
     # --- closed_book_qa ------------------------------------------------------------------------
@@ -711,14 +710,14 @@ def _build_registry() -> None:
         _register(name, "closed_book_qa", NLU,
                   _hub("allenai/ai2_arc", config, "train", "test", local, arc_columns,
                        tfds_name=f"ai2_arc/{config}"),
-                  _letter_choices("question", "question"), "accuracy", field_order=("question",),
+                  _letter_choices("question", "question"), "accuracy", fields=("question",),
                   template_group="arc")
     for name, config in (("trivia_qa_full", "rc.nocontext"),
                          ("trivia_qa_wiki", "rc.wikipedia.nocontext")):
         _register(name, "closed_book_qa", NLU,
                   _hub("mandarjoshi/trivia_qa", config, "train", "validation", name,
                        ("question", "answer")),
-                  _trivia_qa, "triviaqa_em_f1", generative=True, field_order=("question",),
+                  _trivia_qa, "triviaqa_em_f1", generative=True, fields=("question",),
                   template_group="trivia_qa",
                   notes=("references = normalized_value + all normalized aliases "
                          "(faithful: normalized_value only)",))
@@ -726,37 +725,37 @@ def _build_registry() -> None:
     _register("bool_q", "reading_comp", NLU,
               _hub(SUPER_GLUE, "boolq", "train", "validation", "boolq",
                    ("question", "passage", "label"), tfds_name="super_glue/boolq"),
-              _bool_q, "accuracy", field_order=("question", "text"),
+              _bool_q, "accuracy", fields=("question", "text"),
               notes=("hub source super_glue/boolq (the original used google/boolq: same items)",))
     _register("drop", "reading_comp", NLU,
               _hub("ucinlp/drop", None, "train", "validation", "drop",
                    ("passage", "question", "answers_spans")),
-              _drop, "squad_em_f1", generative=True, field_order=("context", "question"))
+              _drop, "squad_em_f1", generative=True, fields=("context", "question"))
     _register("multirc", "reading_comp", NLU,
               _hub(SUPER_GLUE, "multirc", "train", "validation", "multirc",
                    ("paragraph", "question", "answer", "label"), tfds_name="super_glue/multirc"),
               class_label((("paragraph", "paragraph"), ("question", "question"),
                            ("response", "answer")), NO_YES),
-              "accuracy", field_order=("paragraph", "question", "response"))
+              "accuracy", fields=("paragraph", "question", "response"))
     _register("openbookqa", "reading_comp", NLU,
               _hub("allenai/openbookqa", "additional", "train", "test", "openbookqa",
                    ("question_stem", "choices", "answerKey", "fact1"), optional_columns=("fact1",)),
               _letter_choices("question_stem", "question_stem", quote_if_unquoted=True,
                               optional_fact=True),
-              "accuracy", field_order=("fact", "question_stem"),
+              "accuracy", fields=("fact", "question_stem"), optional_fields=("fact",),
               notes=("the `fact` field exists only with the hub's `additional` config; the local "
                      "bundle holds the `main` config, whose examples have no `fact` field",))
     _register("squad", "reading_comp", NLU,
               _hub("rajpurkar/squad", None, "train", "validation", "squad",
                    ("title", "context", "question", "answers"), tfds_name="squad/v1.1"),
               _squad(unanswerable=False), "squad_em_f1", generative=True,
-              field_order=("title", "context", "question"),
+              fields=("title", "context", "question"),
               notes=("references = all gold answers (faithful: the first only)",))
     _register("squad_v2", "reading_comp", NLU,
               _hub("rajpurkar/squad_v2", None, "train", "validation", "squad_v2",
                    ("title", "context", "question", "answers")),
               _squad(unanswerable=True), "squad_em_f1", generative=True,
-              field_order=("title", "context", "question"),
+              fields=("title", "context", "question"),
               notes=("unanswerable questions: target 'unanswerable'",))
     # --- reading_comp_with_cs ------------------------------------------------------------------
     _register("cosmos_qa", "reading_comp_with_cs", NLU,
@@ -766,78 +765,78 @@ def _build_registry() -> None:
               choice_columns((("context", "context"), ("question", "question")),
                              ("answer0", "answer1", "answer2", "answer3"), quoted=("question",),
                              clean=lambda s: s.replace(" .", ".")),
-              "accuracy", field_order=("context", "question"))
+              "accuracy", fields=("context", "question"))
     _register("record", "reading_comp_with_cs", NLU,
               _hub(SUPER_GLUE, "record", "train", "validation", "record",
                    ("passage", "query", "entities", "answers"), tfds_name="super_glue/record"),
-              _record, "squad_em_f1", field_order=("passage", "query"),
+              _record, "squad_em_f1", fields=("passage", "query"),
               notes=("references = all answers + query tail (faithful: the first only)",))
     # --- coreference ---------------------------------------------------------------------------
     _register("dpr_raw", "coreference", NLU,
               _hub("coref-data/dpr_raw", None, "train", "test", "dpr_raw",
                    ("sentence", "pronoun", "candidates", "label")),
-              _dpr_raw, "accuracy", field_order=("sentence", "pronoun"), options_field=None,
+              _dpr_raw, "accuracy", fields=("sentence", "pronoun"), options_field=None,
               notes=("metric accuracy (the original's simple_accuracy was always 0)",))
     _register("winogrande", "coreference", NLU,
               _hub("allenai/winogrande", "winogrande_xl", "train", "validation", "winogrande",
                    ("sentence", "option1", "option2", "answer")),
               choice_columns((("context", "sentence"),), ("option1", "option2"), label_col="answer",
                              first_label=1),
-              "accuracy", field_order=("context",))
+              "accuracy", fields=("context",))
     _register("wsc273", "coreference", NLU,
               _hub("coref-data/davis_wsc_raw", "wsc273", None, "test", "wsc273",
                    ("text", "pronoun", "quote", "options", "label")),
-              _wsc273, "accuracy", field_order=("context",),
+              _wsc273, "accuracy", fields=("context",),
               notes=("no train split (the original reused the test split as train)",
                      "gold = the substituted sentence shown as option (faithful: bare candidate)"))
     # --- misc ----------------------------------------------------------------------------------
     _register("coqa", "misc", NLU,
               _hub("stanfordnlp/coqa", None, "train", "validation", "coqa",
                    ("story", "questions", "answers")),
-              _coqa, "rouge", generative=True, field_order=("text", "numbered_questions"),
+              _coqa, "rouge", generative=True, fields=("text", "numbered_questions"),
               notes=("metric ROUGE (the original's simple_accuracy was always 0)",))
     _register("quac", "misc", NLU,
               _hub("allenai/quac", None, "train", "validation", "quac",
                    ("background", "section_title", "context", "questions", "answers")),
               _quac, "squad_em_f1", generative=True,
-              field_order=("background", "section_title", "context", "question"),
+              fields=("background", "section_title", "context", "question"),
               notes=("metric SQuAD EM/F1 (the original's simple_accuracy was always 0)",))
     _register("trec", "misc", NLU,
               _hub("CogComp/trec", None, "train", "test", "trec", ("text", "coarse_label")),
               class_label((("text", "text"),), TREC_COARSE, label_col="coarse_label",
                           quoted=("text",)),
-              "accuracy", field_order=("text",))
+              "accuracy", fields=("text",))
     _register("cola", "misc", NLU,
               _hub(GLUE, "cola", "train", "validation", "cola", ("sentence", "label"),
                    faithful_eval_split="test", tfds_name="glue/cola"),
               class_label((("sentence", "sentence"),), ("unacceptable", "acceptable")),
-              "matthews_corr", field_order=("sentence",),
+              "matthews_corr", fields=("sentence",),
               notes=("eval split validation (faithful: unlabelled test, every gold = acceptable)",))
     _register("wic", "misc", NLU,
               _hub(SUPER_GLUE, "wic", "train", "validation", "wic",
                    ("word", "sentence1", "sentence2", "label"),
                    faithful_eval_split="test", tfds_name="super_glue/wic"),
-              _wic, "accuracy", field_order=("word", "sentence1", "sentence2"), options_field=None,
+              _wic, "accuracy", fields=("word", "sentence1", "sentence2"), options_field=None,
               notes=("label 1 (same sense) -> True (faithful: inverted, 0 -> True)",
                      "eval split validation (faithful: unlabelled test, every gold = False)"))
     _register("math_dataset", "misc", NLU,
               _hub("deepmind/math_dataset", "algebra__linear_1d", "train", "test", "math_dataset",
                    ("question", "answer")),
-              _math_dataset, "accuracy", generative=True, field_order=("question",))
+              _math_dataset, "accuracy", generative=True, fields=("question",))
     _register("fix_punct", "misc", NLU,
               _hub("nbroad/fix_punctuation", None, None, "train", "fix_punct",
                    ("utterance", "corrupted_cased")),
-              _fix_punct, "edit_distance", generative=True, field_order=("no_punct",),
+              _fix_punct, "edit_distance", generative=True, fields=("no_punct",),
               notes=("the source has only a train split: it is the eval split, no train split",))
     # --- struct_to_text_nlg --------------------------------------------------------------------
     _register("common_gen", "struct_to_text_nlg", NLG,
               _hub("allenai/common_gen", None, "train", "validation", "common_gen",
                    ("concepts", "target")),
-              _common_gen, "rouge", generative=True, field_order=("concepts", "target"),
+              _common_gen, "rouge", generative=True, fields=("concepts",),
               label_name="target")
     _register("dart", "struct_to_text_nlg", NLG,
               _hub("Yale-LILY/dart", None, "train", "test", "dart", ("tripleset", "annotations")),
-              _dart, "rouge", generative=True, field_order=("tripleset", "annotation"),
+              _dart, "rouge", generative=True, fields=("tripleset",),
               label_name="annotation",
               notes=("triples separated by '; ' (the original concatenated them without separator); "
                      "references = all annotations (faithful: the first)",))
@@ -845,27 +844,27 @@ def _build_registry() -> None:
               _hub("tuetschek/e2e_nlg", None, "train", "test", "e2e_nlg",
                    ("meaning_representation", "human_reference")),
               _e2e, "rouge", generative=True,
-              field_order=("meaning_representation", "human_reference"),
+              fields=("meaning_representation",),
               label_name="human_reference")
     _register("web_nlg", "struct_to_text_nlg", NLG,
               _hub("webnlg-challenge/web_nlg", "release_v1", "full", "full", "web_nlg",
                    ("original_triple_sets", "lex")),
-              _web_nlg, "rouge", generative=True, field_order=("input_string", "lex"),
+              _web_nlg, "rouge", generative=True, fields=("input_string",),
               label_name="lex", notes=("release_v1 has one split ('full'): train and eval alike",))
     # --- translation_nlg -----------------------------------------------------------------------
-    translation_order = ("lang1", "lang2", "sent1", "sent2")
+    translation_fields = ("lang1", "lang2", "sent1", "sent2")
     for lang in ("de", "es", "fr"):
         _register(f"para_crawl/en{lang}", "translation_nlg", NLG,
                   _hub("para_crawl", f"en{lang}", "train", None, f"para_crawl_en{lang}",
                        ("translation",)),
-                  _translation("en", lang), "bleu", generative=True, field_order=translation_order,
+                  _translation("en", lang), "bleu", generative=True, fields=translation_fields,
                   label_name="sent2", target_fields=("sent1", "sent2"), template_group="para_crawl",
                   notes=("the source has only a train split (no eval split)",))
     for lang in ("cs", "de", "fi", "ro", "ru", "tr"):
         _register(f"wmt16/{lang}-en", "translation_nlg", NLG,
                   _hub("wmt/wmt16", f"{lang}-en", "train", "test", f"wmt16_{lang}-en",
                        ("translation",)),
-                  _translation(lang, "en"), "bleu", generative=True, field_order=translation_order,
+                  _translation(lang, "en"), "bleu", generative=True, fields=translation_fields,
                   label_name="sent2", target_fields=("sent1", "sent2"), template_group="wmt16")
     # --- summarization_nlg (+ newsroom, which the original left in no cluster) -----------------
     summaries = (("aeslc", "Yale-LILY/aeslc", None, "email_body", "subject_line"),
@@ -876,26 +875,26 @@ def _build_registry() -> None:
         _register(name, "summarization_nlg", NLG,
                   _hub(hub_id, config, "train", "test", name, (text_col, target_col)),
                   generation(((text_col, text_col),), target_col), "rouge", generative=True,
-                  field_order=(text_col, target_col), label_name=target_col)
+                  fields=(text_col,), label_name=target_col)
     _register("xsum", "summarization_nlg", NLG,
               _hub("knkarthick/xsum", None, "train", "test", "xsum", ("dialogue", "summary")),
               generation((("text", "dialogue"),), "summary"), "rouge", generative=True,
-              field_order=("text", "summary"), label_name="summary")
+              fields=("text",), label_name="summary")
     _register("ag_news", "summarization_nlg", NLU,
               _hub("fancyzhx/ag_news", None, "train", "test", "ag_news", ("text", "label")),
-              class_label((("text", "text"),), AG_NEWS), "accuracy", field_order=("text",),
+              class_label((("text", "text"),), AG_NEWS), "accuracy", fields=("text",),
               notes=("FLAN puts AG News in the summarization cluster; it is a 4-way classification",
                      "hub source fancyzhx/ag_news (text = title + description, labels 0-3); the "
                      "original used sh0416/ag_news (separate title/description, labels 1-4)"))
     for name, parser, order, target in (
-            ("opin_idebate", _opin_idebate, ("claim", "argument_sentences", "debate_name"), "claim"),
+            ("opin_idebate", _opin_idebate, ("argument_sentences", "debate_name"), "claim"),
             ("opin_movie", _opin_movie,
-             ("movie", "numbered_reviews", "critic_consensus", "first_review"), "critic_consensus")):
+             ("movie", "numbered_reviews", "first_review"), "critic_consensus")):
         _register(name, "summarization_nlg", NLG,
                   _hub(None, None, None, "test", name,
                        ("_claim", "_argument_sentences", "_debate_name") if name == "opin_idebate"
                        else ("_movie_name", "_critics", "_critic_consensus")),
-                  parser, "rouge", generative=True, field_order=order, label_name=target,
+                  parser, "rouge", generative=True, fields=order, label_name=target,
                   notes=("manual download: <data_dir>/<task>/test.jsonl|parquet holding the entries "
                          "of the Opinion Abstracts json; no train split (the original reused it)",
                          "the answer field is not a prompt field (faithful: it is, the answer leak)",
@@ -903,7 +902,7 @@ def _build_registry() -> None:
     _register("newsroom", None, NLG,
               _hub(None, None, "train", "test", "newsroom", ("title", "text", "summary")),
               _summary((("title", "title"), ("text", "text")), "summary", leak_position=2),
-              "rouge", generative=True, field_order=("title", "text", "summary"),
+              "rouge", generative=True, fields=("title", "text"),
               label_name="summary",
               notes=("manual download: <data_dir>/newsroom/{train,test}.jsonl from the release",
                      "the answer field is not a prompt field (faithful: it is, the answer leak)"))
@@ -924,13 +923,13 @@ def _build_registry() -> None:
                   _hub("tasksource/bigbench", config, "validation", "train", f"bigbench_{name}",
                        ("inputs", "targets", "multiple_choice_targets"),
                        local_format="bigbench_json", bigbench_files=files),
-                  _bigbench(n_options), "accuracy", field_order=("question",),
+                  _bigbench(n_options), "accuracy", fields=("question",),
                   template_group="tracking_shuffled_objects" if n_options else name,
                   notes=("test items = tasksource's train split, in-context examples = its "
                          "validation split (as the original)",))
     _register("gsm8k", None, NLU,
               _hub("openai/gsm8k", "main", "train", "test", "gsm8k", ("question", "answer")),
-              _gsm8k, "accuracy", field_order=("question",),
+              _gsm8k, "accuracy", fields=("question",),
               notes=("multiple choice: up to 3 numbers of the worked solution + the answer, "
                      "shuffled with a generator seeded by the question text",
                      "in-context examples from the train split (the original drew them from test)"))
@@ -993,6 +992,11 @@ SEEN_VIA: dict[str, str] = {"mnli_matched": "mnli", "mnli_mismatched": "mnli"}
 def all_tasks() -> tuple[Task, ...]:
     """Every registered task, in registration order."""
     return tuple(_REGISTRY.values())
+
+
+def all_task_names() -> tuple[str, ...]:
+    """Every registered task name, in registration order."""
+    return tuple(_REGISTRY)
 
 
 def get_task(name: str | Task) -> Task:
