@@ -1,7 +1,14 @@
 """Prompt formats on hand-made items, against the texts of original_code_facts.md §3 written out by hand."""
+import json
+import os
+import pathlib
+
 import pytest
 
+from configs.data import default as default_config
+from t5x_like import io_utils
 from t5x_like.data import formats as F
+from t5x_like.data import pipeline
 from t5x_like.data.examples import Example
 
 SYS_FLAN = ("You are a large language model for solving tasks. To solve a task, you print the answer "
@@ -85,13 +92,11 @@ def test_samplegen_pipeline_input_cuts_after_the_first_answer_solution():
     assert F.samplegen_pipeline_input("no marker here") == "no marker here"
 
 
-def test_view_with_a_target_field_hides_it_and_answers_with_it():
-    pair = Example("wmt16/de-en", "3", (("lang1", "German"), ("sent1", "Hallo"), ("lang2", "English"),
-                                         ("sent2", "Hello")), "Hello")
-    shown = F.view(pair, "sent1")
-    assert shown.answer == "Hallo"
-    assert [name for name, _ in shown.fields] == ["lang1", "lang2", "sent2"]
-    assert F.view(pair).answer == "Hello"
+def test_view_puts_options_last_under_the_tasks_name_or_omits_them():
+    item = Example("hellaswag", "1", (("context", "A man"),), "runs", ("runs", "sits"))
+    assert F.view(item, options_field="endings").fields == (("context", "A man"), ("endings", "runs; sits"))
+    assert F.view(item, options_field=None).fields == (("context", "A man"),)
+    assert F.view(item, quoted_options=True).fields[-1] == ("options", '"runs", "sits"')
 
 
 def test_translation_blocks_have_no_example_numbers():
@@ -148,3 +153,49 @@ def test_adv_style_letters_options():
 def test_unknown_bigbench_style_raises():
     with pytest.raises(ValueError, match="bad_prompt_7"):
         F.bigbench_instruction("Q?", ["a"], "bad_prompt_7")
+
+
+# --- golden snapshots: real tasks, real templates, every format ------------------------------
+
+SNAPSHOT_DIR = pathlib.Path(__file__).parent / "fixtures" / "prompts"
+SNAPSHOT_TASKS = "rte,copa,sst2,cb,squad,causal_judgment"
+UPDATE = os.environ.get("UPDATE_PROMPT_SNAPSHOTS") == "1"
+
+
+def snapshot_text(row: dict) -> str:
+    """A human-readable rendering of one prepared row, exact in prompt and target."""
+    examples = ", ".join(f"{task}:{id_}" for task, id_ in zip(row["ic_tasks"], row["ic_ids"]))
+    return (f"task: {row['task']}\nformat: {row['format']}\nsplit: {row['split']}\nid: {row['id']}\n"
+            f"template_id: {row['template_id']}\nin-context: {examples}\nlabel: {row['label']}\n"
+            f"options: {json.dumps(row['options'], ensure_ascii=False)}\n"
+            f"===== prompt =====\n{row['prompt']}\n===== target =====\n{row['target']}\n===== end =====\n")
+
+
+def snapshots(data_dir: pathlib.Path, out: pathlib.Path, faithful: bool) -> dict[str, str]:
+    """The first row of every (format, task, split) file of a small preparation, keyed by file name."""
+    config = default_config.get_config()
+    config.update(dict(data_dir=str(data_dir), tasks=SNAPSHOT_TASKS, num_test=3, carve_example_pool=True,
+                       train_size_limit=40, faithful=faithful))
+    config.formats = "flan,samplegen,gold_pipeline,base_d" if faithful else ",".join(pipeline.FORMATS)
+    manifest = pipeline.prepare(config, out)
+    prefix = "faithful/" if faithful else ""
+    return {
+        f"{prefix}{relative.removesuffix('.jsonl').replace('/', '.')}.txt":
+            snapshot_text(io_utils.read_jsonl(str(out / relative))[0])
+        for relative in manifest["files"] if not relative.startswith("mixtures/")
+    }
+
+
+@pytest.mark.parametrize("faithful", [False, True], ids=["default", "faithful"])
+def test_golden_prompt_snapshots(data_dir, tmp_path, faithful):
+    current = snapshots(data_dir, tmp_path, faithful)
+    folder = SNAPSHOT_DIR / ("faithful" if faithful else "")
+    if UPDATE:
+        for name, text in current.items():
+            (SNAPSHOT_DIR / name).parent.mkdir(parents=True, exist_ok=True)
+            (SNAPSHOT_DIR / name).write_text(text, encoding="utf-8")
+    stored = {f"{'faithful/' if faithful else ''}{p.name}": p.read_text(encoding="utf-8")
+              for p in folder.glob("*.txt")}
+    assert sorted(stored) == sorted(current), "set UPDATE_PROMPT_SNAPSHOTS=1 after reviewing the change"
+    for name, text in current.items():
+        assert stored[name] == text, name

@@ -18,7 +18,7 @@ import os
 import pathlib
 import random
 import sys
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from absl import logging
 import tqdm
