@@ -1,0 +1,307 @@
+"""Greedy and temperature generation with the model's KV cache, on static shapes.
+
+One compiled program per (prompt bucket, new-token bucket): prompts are left-padded to a length
+bucket and prefilled into a cache of `prompt_bucket + new_bucket` slots; then ONE `lax.while_loop`
+decodes a token per step for the whole batch. Each row finishes on its own (EOS, one of its stop
+token sequences, or its own `max_new_tokens`); a finished row stops contributing (its outputs are
+masked and its cache slots stay invalid) and the loop exits as soon as every row is done.
+
+Stop strings are authoritative on the host: after the loop, the continuation text is decoded and
+cut at the earliest stop string (`finish_reason="stop"`). To stop early, the loop also matches a few
+token spellings of each stop string (`stop_token_sequences`); those only end a row sooner, they
+never decide the text.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from t5x_like.models.llama import Llama, init_cache
+from t5x_like.scoring import DEFAULT_MAX_BATCH_TOKENS, bucket_for, length_buckets, rows_per_batch
+from t5x_like.tokenization import Tokenizer
+
+log = logging.getLogger(__name__)
+
+MAX_STOP_SEQUENCES = 8  # token spellings of stop strings matched inside the loop, per row
+MAX_STOP_TOKENS = 8  # longer spellings are left to the host-side check
+MIN_NEW_BUCKET = 16
+_NO_TOKEN = -2  # fills the tail buffer before a row has generated enough tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationRequest:
+    """Continue `prompt` by at most `max_new_tokens`, cutting the text at the first of `stop`."""
+
+    prompt: str
+    max_new_tokens: int = 64
+    stop: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    """The continuation text (prompt excluded), its token count and why it ended ("stop"/"eos"/"length")."""
+
+    text: str
+    num_tokens: int
+    finish_reason: str
+    tokens: tuple[int, ...] = ()  # the generated ids kept (EOS excluded, cut at the stop string)
+    truncated: bool = False  # the prompt was left-truncated to fit max_length
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenGeneration:
+    """What the loop produced for one row: the prompt it read and the generated ids (EOS included)."""
+
+    prompt: tuple[int, ...]  # after left-truncation
+    tokens: tuple[int, ...]
+    hit_eos: bool
+    truncated: bool = False
+
+
+def new_tokens_bucket(max_new_tokens: int) -> int:
+    """Decode-loop length: the next power of two >= max_new_tokens (at least MIN_NEW_BUCKET)."""
+    size = MIN_NEW_BUCKET
+    while size < max_new_tokens:
+        size *= 2
+    return size
+
+
+def left_pad(prompts: Sequence[Sequence[int]], batch_size: int, length: int, pad_id: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens and validity (B, P) with each prompt right-aligned; unused rows all invalid."""
+    tokens = np.full((batch_size, length), pad_id, np.int32)
+    valid = np.zeros((batch_size, length), bool)
+    for b, ids in enumerate(prompts):
+        if ids:
+            tokens[b, length - len(ids):] = ids
+            valid[b, length - len(ids):] = True
+    return tokens, valid
+
+
+def stop_token_sequences(tokenizer: Tokenizer, stop: Sequence[str]) -> list[tuple[int, ...]]:
+    """Likely token spellings of each stop string (alone, and after a word / a space / a newline)
+    whose decoded text contains the string, so matching one in the loop implies the host finds it."""
+    spellings: list[tuple[int, ...]] = []
+    for text in stop:
+        candidates = [tokenizer.encode(text, add_bos=False)]
+        for anchor in ("hello", "hello ", "\n"):
+            anchor_ids = tokenizer.encode(anchor, add_bos=False)
+            joint = tokenizer.encode(anchor + text, add_bos=False)
+            if joint[:len(anchor_ids)] == anchor_ids:
+                candidates.append(joint[len(anchor_ids):])
+        for ids in candidates:
+            ids = tuple(ids)
+            if (ids and len(ids) <= MAX_STOP_TOKENS and ids not in spellings
+                    and text in tokenizer.decode(ids)):
+                spellings.append(ids)
+    return spellings[:MAX_STOP_SEQUENCES]
+
+
+def stop_arrays(per_row: Sequence[Sequence[tuple[int, ...]]], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, S, T) right-aligned stop sequences (-1 = wildcard) and (B, S) their lengths (0 = unused)."""
+    seqs = np.full((batch_size, MAX_STOP_SEQUENCES, MAX_STOP_TOKENS), -1, np.int32)
+    lengths = np.zeros((batch_size, MAX_STOP_SEQUENCES), np.int32)
+    for b, row in enumerate(per_row):
+        for s, ids in enumerate(row[:MAX_STOP_SEQUENCES]):
+            seqs[b, s, MAX_STOP_TOKENS - len(ids):] = ids
+            lengths[b, s] = len(ids)
+    return seqs, lengths
+
+
+def _select(logits_bv: jax.Array, temperature: jax.Array, rng: jax.Array) -> jax.Array:
+    """Argmax when temperature == 0, else a sample from softmax(logits / temperature) (fp32)."""
+    logits_bv = logits_bv.astype(jnp.float32)
+    sampled = jax.random.categorical(rng, logits_bv / jnp.maximum(temperature, 1e-6), axis=-1)
+    return jnp.where(temperature > 0, sampled, jnp.argmax(logits_bv, axis=-1)).astype(jnp.int32)
+
+
+def generate_batch(model: Llama, params: Any, tokens_bp: jax.Array, valid_bp: jax.Array,
+                   max_new_b: jax.Array, stop_seqs_bst: jax.Array, stop_lens_bs: jax.Array,
+                   temperature: jax.Array, rng: jax.Array, *, num_new: int, eos_ids: tuple[int, ...],
+                   pad_id: int) -> tuple[jax.Array, jax.Array]:
+    """Prefill left-padded prompts, then decode up to `num_new` tokens in one while_loop.
+
+    Returns the generated ids (B, num_new) (pad after a row's end) and the number of ids each row
+    produced, EOS included.
+    """
+    config = model.config
+    batch, prompt_len = tokens_bp.shape
+    positions_bp = jnp.maximum(jnp.cumsum(valid_bp, axis=1) - 1, 0).astype(jnp.int32)
+    cache = init_cache(config, batch, prompt_len + num_new)
+    hidden_bpd, cache = model.apply({"params": params}, tokens_bp, positions_bp, valid_bp,
+                                    cache=cache, cache_index=0)
+    logits_bv = model.apply({"params": params}, hidden_bpd[:, -1], method=Llama.logits)
+    next_b = positions_bp[:, -1] + 1  # position of the first generated token
+    eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
+
+    def record(state: dict[str, Any], token_b: jax.Array) -> dict[str, Any]:
+        """Append `token_b` to the rows still active and update which rows are done."""
+        i, active_b = state["i"], ~state["done"]
+        token_b = jnp.where(active_b, token_b, pad_id)
+        tail_bt = jnp.concatenate([state["tail"][:, 1:], jnp.where(active_b, token_b, _NO_TOKEN)[:, None]], axis=1)
+        matches_bs = jnp.all((stop_seqs_bst == tail_bt[:, None, :]) | (stop_seqs_bst < 0), axis=-1)
+        stopped_b = jnp.any(matches_bs & (stop_lens_bs > 0), axis=-1)
+        is_eos_b = jnp.any(token_b[:, None] == eos[None, :], axis=-1)
+        finished_b = is_eos_b | stopped_b | (i + 1 >= max_new_b)
+        return {**state, "i": i + 1, "tail": tail_bt,
+                "out": state["out"].at[:, i].set(token_b),
+                "count": state["count"] + active_b.astype(jnp.int32),
+                "done": state["done"] | (active_b & finished_b)}
+
+    state = {"i": jnp.int32(0), "cache": cache, "rng": rng,
+             "out": jnp.full((batch, num_new), pad_id, jnp.int32),
+             "count": jnp.zeros((batch,), jnp.int32),
+             "done": ~jnp.any(valid_bp, axis=1),  # padding rows are done from the start
+             "tail": jnp.full((batch, MAX_STOP_TOKENS), _NO_TOKEN, jnp.int32)}
+    state = record(state, _select(logits_bv, temperature, jax.random.fold_in(rng, 0)))
+
+    def cond(state: dict[str, Any]) -> jax.Array:
+        return (state["i"] < num_new) & ~jnp.all(state["done"])
+
+    def step(state: dict[str, Any]) -> dict[str, Any]:
+        i = state["i"]
+        last_b1 = jax.lax.dynamic_slice_in_dim(state["out"], i - 1, 1, axis=1)
+        positions_b1 = (next_b + i - 1)[:, None]
+        hidden_b1d, cache = model.apply({"params": params}, last_b1, positions_b1, ~state["done"][:, None],
+                                        cache=state["cache"], cache_index=prompt_len + i - 1)
+        logits_bv = model.apply({"params": params}, hidden_b1d[:, 0], method=Llama.logits)
+        token_b = _select(logits_bv, temperature, jax.random.fold_in(state["rng"], i))
+        return record({**state, "cache": cache}, token_b)
+
+    state = jax.lax.while_loop(cond, step, state)
+    return state["out"], state["count"]
+
+
+class Generator:
+    """Token-level batched generation; one compiled program per (prompt bucket, new-token bucket)."""
+
+    def __init__(self, model: Llama, params: Any, *, eos_ids: Sequence[int], pad_id: int,
+                 batch_size: int = 16, max_length: int | None = None, seed: int = 0,
+                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+        self.model = model
+        self.max_batch_tokens = max_batch_tokens
+        self.params = params
+        self.eos_ids = tuple(sorted(set(eos_ids)))
+        self.pad_id = pad_id
+        self.batch_size = batch_size
+        self.max_length = max_length or model.config.max_position_embeddings
+        self.buckets = length_buckets(self.max_length)
+        self.seed = seed
+        self._programs: dict[tuple[int, int], Any] = {}
+        self.stats = {"requests": 0, "truncated": 0, "batches": 0, "compile_s": 0.0, "compute_s": 0.0}
+
+    @property
+    def compile_count(self) -> int:
+        """Programs compiled so far (at most one per (prompt bucket, new-token bucket))."""
+        return len(self._programs)
+
+    def _program(self, prompt_len: int, num_new: int) -> Any:
+        key = (prompt_len, num_new)
+        if key not in self._programs:
+            b = self.rows(prompt_len)
+            i32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)
+            args = (self.params, i32(b, prompt_len), jax.ShapeDtypeStruct((b, prompt_len), jnp.bool_), i32(b),
+                    i32(b, MAX_STOP_SEQUENCES, MAX_STOP_TOKENS), i32(b, MAX_STOP_SEQUENCES),
+                    jax.ShapeDtypeStruct((), jnp.float32), jax.eval_shape(lambda: jax.random.key(0)))
+            fn = jax.jit(lambda *a: generate_batch(self.model, *a, num_new=num_new, eos_ids=self.eos_ids,
+                                                   pad_id=self.pad_id))
+            start = time.perf_counter()
+            self._programs[key] = fn.lower(*args).compile()
+            self.stats["compile_s"] += time.perf_counter() - start
+            log.info("generation: compiled (batch %d, prompt %d, new %d) in %.1fs", b, prompt_len, num_new,
+                     time.perf_counter() - start)
+        return self._programs[key]
+
+    def rows(self, prompt_len: int) -> int:
+        """Rows per batch for prompts padded to `prompt_len`."""
+        return rows_per_batch(prompt_len, self.batch_size, self.max_batch_tokens)
+
+    def fit_prompt(self, prompt: Sequence[int], max_new_tokens: int) -> tuple[list[int], bool]:
+        """Left-truncates a prompt so prompt + new tokens fit `max_length`; says whether it did."""
+        if max_new_tokens < 1 or max_new_tokens >= self.max_length:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be in [1, max_length={self.max_length})")
+        if not prompt:
+            raise ValueError("empty prompt: encode it with BOS (or give some text) so there is a token to continue")
+        keep = self.max_length - max_new_tokens
+        return list(prompt[-keep:]), len(prompt) > keep
+
+    def generate_tokens(self, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int],
+                        stop_sequences: Sequence[Sequence[tuple[int, ...]]] | None = None,
+                        temperature: float = 0.0, progress: bool = True) -> list[TokenGeneration]:
+        """Generated ids per prompt, in input order; prompts are grouped longest first into batches."""
+        stop_sequences = stop_sequences or [()] * len(prompts)
+        fitted = [self.fit_prompt(p, n) for p, n in zip(prompts, max_new_tokens)]
+        truncated = sum(t for _, t in fitted)
+        if truncated:
+            log.warning("generation: %d of %d prompts left-truncated to fit max_length=%d", truncated,
+                        len(prompts), self.max_length)
+        order = sorted(range(len(prompts)), key=lambda i: (-len(fitted[i][0]), i))
+        results: list[TokenGeneration | None] = [None] * len(prompts)
+        bar = tqdm(total=len(prompts), desc="generating", unit="req", disable=not progress)
+        start = batch_index = 0
+        while start < len(order):
+            rows = order[start:start + self.rows(bucket_for(len(fitted[order[start]][0]), self.buckets))]
+            outputs = self._run([fitted[i][0] for i in rows], [max_new_tokens[i] for i in rows],
+                                [stop_sequences[i] for i in rows], temperature, batch_index)
+            for i, out in zip(rows, outputs):
+                results[i] = dataclasses.replace(out, truncated=fitted[i][1])
+            bar.update(len(rows))
+            start, batch_index = start + len(rows), batch_index + 1
+        bar.close()
+        self.stats["requests"] += len(prompts)
+        self.stats["truncated"] += truncated
+        return results  # type: ignore[return-value]
+
+    def _run(self, prompts: list[list[int]], max_new: list[int], stops: list[Sequence[tuple[int, ...]]],
+             temperature: float, batch_index: int) -> list[TokenGeneration]:
+        """One batch: pad, run the compiled program, unpack rows."""
+        num_new = new_tokens_bucket(max(max_new))
+        prompt_len = bucket_for(max(map(len, prompts)), self.buckets)  # cache slots may exceed max_length; positions do not
+        b = self.rows(prompt_len)
+        program = self._program(prompt_len, num_new)
+        tokens, valid = left_pad(prompts, b, prompt_len, self.pad_id)
+        max_new_b = np.zeros((b,), np.int32)
+        max_new_b[:len(max_new)] = max_new
+        seqs, lens = stop_arrays(stops, b)
+        rng = jax.random.fold_in(jax.random.key(self.seed), batch_index)
+        start = time.perf_counter()
+        out, count = jax.device_get(program(self.params, tokens, valid, max_new_b, seqs, lens,
+                                            np.float32(temperature), rng))
+        self.stats["compute_s"] += time.perf_counter() - start
+        self.stats["batches"] += 1
+        results = []
+        for r in range(len(prompts)):
+            ids = tuple(int(t) for t in out[r, :count[r]])
+            results.append(TokenGeneration(tuple(prompts[r]), ids, bool(ids) and ids[-1] in self.eos_ids))
+        return results
+
+
+def continuation_text(tokenizer: Tokenizer, prompt_ids: Sequence[int], new_ids: Sequence[int]) -> str:
+    """Text the new ids add after the prompt (keeps a leading space SentencePiece drops when decoding alone)."""
+    base = tokenizer.decode(prompt_ids)
+    full = tokenizer.decode([*prompt_ids, *new_ids])
+    return full[len(base):] if full.startswith(base) else tokenizer.decode(new_ids)
+
+
+def finish(tokenizer: Tokenizer, generated: TokenGeneration, stop: Sequence[str]) -> Generation:
+    """Cuts the text at the earliest stop string and names why generation ended."""
+    prompt_ids, truncated = generated.prompt, generated.truncated
+    ids = generated.tokens[:-1] if generated.hit_eos else generated.tokens
+    text = continuation_text(tokenizer, prompt_ids, ids)
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    if cuts:
+        cut = min(cuts)
+        hit = next(s for s in stop if s and text.find(s) == cut)
+        kept = next(k for k in range(1, len(ids) + 1)
+                    if hit in continuation_text(tokenizer, prompt_ids, ids[:k]))
+        return Generation(text[:cut], kept, "stop", tuple(ids[:kept]), truncated)
+    reason = "eos" if generated.hit_eos else "length"
+    return Generation(text, len(ids), reason, tuple(ids), truncated)
