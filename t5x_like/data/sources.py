@@ -32,8 +32,8 @@ ENV_DATA_DIR = "T5X_LIKE_DATA_DIR"
 BIGBENCH_VALIDATION_FRACTION = 0.2  # local BIG-bench files: share of examples in "validation"
 _HOW_TO_PROVIDE = (
     "Provide the data with --config.data_dir=DIR or the environment variable {env}=DIR "
-    "(DIR/{local_dir}/{stem}.jsonl or .parquet in the Hugging Face hub schema), "
-    "or give this machine access to the Hugging Face hub (network, or a filled cache_dir).")
+    "({layout}), or give this machine access to the Hugging Face hub (network, or a filled "
+    "cache_dir).")
 
 
 class TaskDataNotFoundError(FileNotFoundError):
@@ -93,16 +93,45 @@ def load_split(task: str | Task, split: str, *, data_dir: str | None = None,
         logging.info("task %s %s: %d examples (of %d rows) from %s", task.name, split,
                      len(examples), len(rows), origin)
         return LoadedSplit(examples, origin, len(rows))
-    stem = task.source.local_stem(split, faithful)
     raise TaskDataNotFoundError(
         f"no data for task {task.name!r} ({split} split {split_name!r}); sources tried:\n"
         + "\n".join(failures) + "\n"
-        + _HOW_TO_PROVIDE.format(env=ENV_DATA_DIR, local_dir=task.source.local_dir, stem=stem))
+        + _HOW_TO_PROVIDE.format(env=ENV_DATA_DIR, layout=_local_layout(task, split, faithful)))
+
+
+def _local_layout(task: Task, split: str, faithful: bool) -> str:
+    """Where the local source expects the split, relative to the data dir (for error messages)."""
+    if task.source.local_format == "bigbench_json":
+        return "BIG-bench task files DIR/bigbench/" + ", DIR/bigbench/".join(task.source.bigbench_files)
+    stem = task.source.local_stem(split, faithful)
+    return f"DIR/{task.source.local_dir}/{stem}.jsonl or .parquet in the Hugging Face hub schema"
 
 
 # ----------------------------------------------------------------------------------------------
 # Local files
 # ----------------------------------------------------------------------------------------------
+
+def local_path(task: str | Task, split: str, data_dir: str, *, faithful: bool = False) -> pathlib.Path | None:
+    """The local file (or first BIG-bench task.json) that would serve `split`, if it exists."""
+    task = get_task(task)
+    root = pathlib.Path(data_dir)
+    if task.source.local_format == "bigbench_json":
+        paths = [root / "bigbench" / rel for rel in task.source.bigbench_files]
+        return paths[0] if all(p.is_file() for p in paths) else None
+    stem = task.source.local_stem(split, faithful)
+    if stem is None:
+        return None
+    for suffix in (".jsonl", ".parquet"):
+        path = root / task.source.local_dir / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def local_splits(task: str | Task, data_dir: str) -> tuple[str, ...]:
+    """The loader splits ("train", "eval") that `data_dir` holds for the task."""
+    return tuple(kind for kind in ("train", "eval") if local_path(task, kind, data_dir) is not None)
+
 
 def _read_local(task: Task, split: str, split_name: str, *, data_dir: str | None,
                 faithful: bool, **_: Any) -> tuple[list[Mapping[str, Any]], str]:
@@ -112,12 +141,12 @@ def _read_local(task: Task, split: str, split_name: str, *, data_dir: str | None
     root = pathlib.Path(data_dir)
     if task.source.local_format == "bigbench_json":
         return _read_bigbench(task, split_name, root)
-    stem = task.source.local_stem(split, faithful)
-    for suffix, reader in ((".jsonl", _read_jsonl), (".parquet", _read_parquet)):
-        path = root / task.source.local_dir / f"{stem}{suffix}"
-        if path.is_file():
-            return reader(path), f"local:{path}"
-    raise _SourceUnavailable(f"{root / task.source.local_dir / stem}.jsonl|.parquet not found")
+    path = local_path(task, split, data_dir, faithful=faithful)
+    if path is None:
+        stem = task.source.local_stem(split, faithful)
+        raise _SourceUnavailable(f"{root / task.source.local_dir / str(stem)}.jsonl|.parquet not found")
+    reader = _read_parquet if path.suffix == ".parquet" else _read_jsonl
+    return reader(path), f"local:{path}"
 
 
 def _read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:

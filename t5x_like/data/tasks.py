@@ -920,7 +920,7 @@ def _build_registry() -> None:
                       for word, n in (("three", 3), ("five", 5), ("seven", 7)))
     for name, config, n_options, files in bigbench:
         _register(name, None, NLU,
-                  _hub("tasksource/bigbench", config, "validation", "train", f"bigbench_{name}",
+                  _hub("tasksource/bigbench", config, "validation", "train", "bigbench",
                        ("inputs", "targets", "multiple_choice_targets"),
                        local_format="bigbench_json", bigbench_files=files),
                   _bigbench(n_options), "accuracy", fields=("question",),
@@ -1038,30 +1038,24 @@ FIXES: tuple[str, ...] = (
 )
 
 
-def markdown_table(extra_columns: Mapping[str, Callable[[Task], str]] | None = None,
-                   available: Callable[[Task], bool] | None = None) -> str:
+def markdown_table(extra_columns: Mapping[str, Callable[[Task], str]] | None = None) -> str:
     """The docs table of every task; `extra_columns` (header -> cell function) extend it, e.g.
-    with seen/held-out per mixture setup; `available` marks tasks with local data."""
+    with seen/held-out per mixture setup or local availability."""
     extra_columns = dict(extra_columns or {})
     header = ["task", "cluster", "category", "hub id / config", "train split", "eval split",
-              "local dir", "metric", "role", "default mixture"]
-    if available is not None:
-        header.append("offline here")
-    header += list(extra_columns)
+              "local dir", "tfds", "metric", "role", "default mixture", *extra_columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task in all_tasks():
         src = task.source
-        hub = f"`{src.hub_id}`" + (f" / `{src.hub_config}`" if src.hub_config else "") \
-            if src.hub_id else "manual download"
+        hub = (f"`{src.hub_id}`" + (f" / `{src.hub_config}`" if src.hub_config else "")
+               if src.hub_id else "manual download")
         eval_split = src.eval_split or "–"
         if src.faithful_eval_split:
             eval_split += f" (faithful: {src.faithful_eval_split})"
         cells = [f"`{task.name}`", task.cluster or "–", task.category, hub, src.train_split or "–",
-                 eval_split, f"`{src.local_dir}`", task.metric, task_role(task.name),
-                 _default_mixture_cell(task.name)]
-        if available is not None:
-            cells.append("yes" if available(task) else "no")
-        cells += [fn(task) for fn in extra_columns.values()]
+                 eval_split, f"`{src.local_dir}`", src.tfds_name or "–", task.metric,
+                 task_role(task.name), _default_mixture_cell(task.name),
+                 *(fn(task) for fn in extra_columns.values())]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
