@@ -169,3 +169,50 @@ def test_empty_mixture_is_an_error_before_writing(data_dir, tmp_path):
     with pytest.raises(pipeline.DataConfigError, match="flan_setup4.*mnli"):
         pipeline.prepare(make_config(data_dir, tasks="rte,mnli", formats="flan", mixture="setup4"), out)
     assert not out.exists()
+
+
+def test_every_task_of_the_local_bundle_prepares(data_dir, tmp_path):
+    from configs.data import offline
+    from t5x_like.data import tasks as registry
+
+    config = offline.get_config()
+    config.update(dict(data_dir=str(data_dir), num_test=5))
+    manifest = pipeline.prepare(config, tmp_path)
+    def has_local_file(task) -> bool:
+        stems = {task.source.local_stem(kind) for kind in ("train", "eval")} - {None}
+        return (any((data_dir / task.source.local_dir / f"{stem}.jsonl").is_file() for stem in stems)
+                or any((data_dir / "bigbench" / f).is_file() for f in task.source.bigbench_files))
+
+    local = {task.name for task in registry.all_tasks() if has_local_file(task)}
+    assert len(local) >= 30
+    assert local <= set(manifest["tasks"]), sorted(local - set(manifest["tasks"]))
+    for task in local:
+        for fmt in MAIN_FORMATS:
+            assert f"{fmt}/{task}/test.jsonl" in manifest["files"], (fmt, task)
+    assert manifest["mixtures"]["samplegen_default"]["tasks"]
+
+
+def test_training_label_distribution_matches_the_source(prepared, data_dir):
+    out, _ = prepared
+    source = collections.Counter({0: "yes", 1: "no"}[json.loads(line)["label"]]
+                                 for line in (data_dir / "rte" / "train.jsonl").open())
+    assert collections.Counter(r["label"] for r in rows(out, "flan/rte/train.jsonl")) == source
+
+
+def test_relevance_partners_and_ablation_examples(data_dir, tmp_path):
+    from t5x_like.data import tasks as registry
+
+    config = make_config(data_dir, tasks="rte,cb,copa,sst2,mrpc",
+                         formats="samplegen,samplegen_relevance,gold_pipeline_ablation")
+    manifest = pipeline.prepare(config, tmp_path)
+    for task in ("rte", "cb", "copa", "sst2", "mrpc"):
+        partner = manifest["tasks"][task]["relevance_partner"]
+        assert registry.get_task(partner).category == registry.get_task(task).category
+        assert registry.get_task(partner).cluster != registry.get_task(task).cluster
+        for row in rows(tmp_path, f"samplegen_relevance/{task}/train.jsonl"):
+            assert row["ic_tasks"] == [partner, partner]
+    first_examples = {(r["ic_tasks"][0], r["ic_ids"][0])
+                      for r in rows(tmp_path, "mixtures/samplegen_default/train.jsonl")}
+    for row in rows(tmp_path, "gold_pipeline_ablation/rte/test.jsonl"):
+        assert len(row["ic_ids"]) == 2
+        assert set(zip(row["ic_tasks"], row["ic_ids"])) <= first_examples
