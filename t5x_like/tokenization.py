@@ -64,7 +64,8 @@ class Tokenizer:
         continuation's tokens are those of the joint text. The context ids returned are
         `encode(context)` (as lm-eval does; they differ from the joint prefix only where a merge
         crosses the boundary). An empty context becomes `[BOS]` (EOS when there is no BOS),
-        lm-eval's prefix token, so the first continuation token is still scored.
+        lm-eval's prefix token, so the first continuation token is still scored. An empty
+        continuation, or one that yields no tokens of its own, raises ValueError.
         """
         stripped = context.rstrip()
         continuation = context[len(stripped):] + continuation
@@ -75,8 +76,11 @@ class Tokenizer:
             prefix = self.bos_id if self.bos_id is not None else self.eos_id
             return [prefix], self.encode(continuation, add_bos=False)
         context_ids = self.encode(context)
-        whole_ids = self.encode(context + continuation)
-        return context_ids, whole_ids[len(context_ids):]
+        continuation_ids = self.encode(context + continuation)[len(context_ids):]
+        if not continuation_ids:  # lm-eval asserts this too: a zero-token continuation scores 0
+            raise ValueError(f"continuation {continuation!r} merges entirely into the last token of context "
+                             f"{context[-40:]!r} when encoded together; rephrase the request")
+        return context_ids, continuation_ids
 
     def check_matches_model(self, model_vocab_size: int) -> None:
         """Raise TokenizerMismatchError unless every token id indexes the model's embedding."""
