@@ -216,3 +216,16 @@ def test_relevance_partners_and_ablation_examples(data_dir, tmp_path):
     for row in rows(tmp_path, "gold_pipeline_ablation/rte/test.jsonl"):
         assert len(row["ic_ids"]) == 2
         assert set(zip(row["ic_tasks"], row["ic_ids"])) <= first_examples
+
+
+def test_too_small_example_pool_fails_before_writing(tmp_path):
+    data = tmp_path / "data" / "rte"
+    data.mkdir(parents=True)
+    lines = [{"sentence1": f"premise {i}", "sentence2": f"hypothesis {i}", "label": i % 2, "idx": i}
+             for i in range(3)]
+    for split in ("train", "validation"):
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out"
+    with pytest.raises(pipeline.DataConfigError, match=r"rte: its example pool \(train_half\) holds 1"):
+        pipeline.prepare(make_config(tmp_path / "data", tasks="rte", mixture=""), out)
+    assert not out.exists()

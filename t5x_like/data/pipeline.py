@@ -467,30 +467,30 @@ def _applies(spec: FormatSpec, plan: TaskPlan, split: str) -> bool:
     return bool(plan.test_items)
 
 
-def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
-    """Prepare every (format, task, split) file, the mixtures and the manifest under `output_dir`.
-
-    All config problems (unknown names, missing data or splits) raise one DataConfigError before
-    anything is written. Returns the manifest.
-    """
-    root = pathlib.Path(output_dir)
-    names, strict = _selected_tasks(config.tasks)
-    specs = _selected_formats(config.formats)
-    setup = config.mixture or ""
-    for name in filter(None, (setup, config.ablation_setup if any(s.ablation for s in specs) else "")):
+def _check_setups(config: Any, specs: Sequence[FormatSpec]) -> None:
+    """The mixture and ablation setups must exist."""
+    wanted = [config.mixture] + [config.ablation_setup] * any(spec.ablation for spec in specs)
+    for setup in filter(None, wanted):
         try:
-            mixtures.mixture_tasks(name)
+            mixtures.mixture_tasks(setup)
         except ValueError as error:
             raise DataConfigError(str(error)) from None
-    data_dir = sources.resolve_data_dir(config.data_dir)
+
+
+def _load_all(names: Sequence[str], strict: bool, data_dir: str | None, config: Any,
+              specs: Sequence[FormatSpec]) -> tuple[dict[str, LoadedTask], dict[str, str]]:
+    """Load every selected task; collect every problem into one DataConfigError.
+
+    With `tasks=all` (not strict) a task without any data is skipped and returned as missing.
+    """
     loaded: dict[str, LoadedTask] = {}
     missing: dict[str, str] = {}
     for name in tqdm.tqdm(names, desc="loading tasks", unit="task", file=sys.stderr):
         task = load_task(name, data_dir=data_dir, cache_dir=config.cache_dir, faithful=config.faithful)
         if task.train is None and task.evaluation is None and not strict:
             missing[name] = "no data found"
-            continue
-        loaded[name] = task
+        else:
+            loaded[name] = task
     problems = [p for task in loaded.values() for p in requirement_problems(task, specs, config.carve_example_pool)]
     if problems:
         raise DataConfigError("cannot prepare the data config:\n  " + "\n  ".join(problems))
@@ -499,7 +499,34 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
                               f"set --config.data_dir or T5X_LIKE_DATA_DIR")
     if missing:
         logging.warning("skipping %d tasks without data: %s", len(missing), ", ".join(sorted(missing)))
+    return loaded, missing
+
+
+def _check_pools(plans: Mapping[str, TaskPlan], specs: Sequence[FormatSpec]) -> None:
+    """Every task whose rows draw in-context examples needs at least NUM_EXAMPLES in its pool."""
+    small = [f"{name}: its example pool ({plan.pool_origin}) holds {len(plan.pool)} examples, "
+             f"{NUM_EXAMPLES} are needed per prompt" for name, plan in sorted(plans.items())
+             if len(plan.pool) < NUM_EXAMPLES and any(
+                 spec.needs_pool(split) and _applies(spec, plan, split) for spec in specs for split in spec.splits)]
+    if small:
+        raise DataConfigError("cannot prepare the data config:\n  " + "\n  ".join(small))
+
+
+def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
+    """Prepare every (format, task, split) file, the mixtures and the manifest under `output_dir`.
+
+    All config problems (unknown names, missing data or splits, empty mixtures, too small example
+    pools) raise one DataConfigError before anything is written. Returns the manifest.
+    """
+    root = pathlib.Path(output_dir)
+    names, strict = _selected_tasks(config.tasks)
+    specs = _selected_formats(config.formats)
+    _check_setups(config, specs)
+    setup = config.mixture or ""
+    data_dir = sources.resolve_data_dir(config.data_dir)
+    loaded, missing = _load_all(names, strict, data_dir, config, specs)
     plans = {name: _plan(name, task, config) for name, task in loaded.items()}
+    _check_pools(plans, specs)
     ctx = Context(
         seed=config.seed, faithful=config.faithful,
         pools={name: ExamplePool(plan.pool) for name, plan in plans.items()},
@@ -509,9 +536,13 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
     train_specs = [spec for spec in specs if TRAIN in spec.splits]
     planned_mixtures = {mixture_name(spec.name, setup): (spec, *_mixture_refs(spec, setup, plans, config))
                         for spec in train_specs if setup}
+    ablation: dict[str, Any] = {}
     if any(spec.ablation for spec in specs):
-        ablation_refs, _ = _mixture_refs(FORMATS["samplegen"], config.ablation_setup, plans, config)
-        ctx = dataclasses.replace(ctx, ablation_pool=ExamplePool(_ablation_examples(ablation_refs, plans, ctx)))
+        ablation_mixture, absent = _mixture_refs(FORMATS["samplegen"], config.ablation_setup, plans, config)
+        ctx = dataclasses.replace(ctx, ablation_pool=ExamplePool(_ablation_examples(ablation_mixture, plans, ctx)))
+        ablation = {"setup": config.ablation_setup, "mixture_format": "samplegen",
+                    "counts": ablation_mixture.counts, "missing_tasks": absent,
+                    "pool_size": len(ctx.ablation_pool), "examples_per_prompt": config.num_samples_ablation}
     files: dict[str, Any] = {}
     for spec in train_specs:
         _write_format(root, spec, TRAIN, plans, ctx, files)
@@ -528,6 +559,7 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
         "missing_tasks": missing,
         "tasks": {name: _task_manifest(plans[name], loaded[name], ctx) for name in sorted(plans)},
         "mixtures": manifest_mixtures,
+        "gold_pipeline_ablation": ablation,
         "files": dict(sorted(files.items())),
     }
     io_utils.atomic_write_json(str(root / MANIFEST), manifest)
