@@ -25,7 +25,7 @@ NLU, NLG = "NLU", "NLG"
 METRICS = frozenset({"accuracy", "matthews_corr", "pearson_spearman", "squad_em_f1",
                      "triviaqa_em_f1", "rouge", "bleu", "edit_distance"})
 # Source columns that identify a row: the first one present (and not null) is the example id.
-ID_COLUMNS = ("idx", "id", "uid", "ind", "question_id", "InputStoryid")
+ID_COLUMNS = ("idx", "id", "uid", "ind", "question_id", "dialogue_id", "InputStoryid")
 
 
 class Parsed(NamedTuple):
@@ -931,7 +931,9 @@ def _build_registry() -> None:
               _hub("openai/gsm8k", "main", "train", "test", "gsm8k", ("question", "answer")),
               _gsm8k, "accuracy", fields=("question",),
               notes=("multiple choice: up to 3 numbers of the worked solution + the answer, "
-                     "shuffled with a generator seeded by the question text",
+                     "shuffled with a generator seeded by the question text; every occurrence of the "
+                     "answer is removed from the mined numbers (the original removed one, so the "
+                     "answer could appear twice)",
                      "in-context examples from the train split (the original drew them from test)"))
 
 
