@@ -1,0 +1,112 @@
+"""The paper's test: across tasks, does a tuned setting's score track a base in-context setting's?
+
+One row per (pair, subset of tasks): Spearman rho (primary), Pearson r and Kendall tau-b on the seed
+means, each with a two-sided p-value, a percentile bootstrap CI over tasks, a Holm-adjusted p-value
+(family = every defined test of that coefficient in the table), and the mean / std over seeds of the
+per-seed coefficient.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from absl import logging
+
+from analysis import stats
+from analysis.pairs import Pair
+
+DEFAULT_SUBSETS = ("all", "seen", "held_out", "nlu", "nlg", "clusters")
+_FIXED_SUBSETS = ("all", "seen", "held_out", "nlu", "nlg")
+FEW_TASKS = 10
+
+
+def subset_masks(tasks: pd.DataFrame, subsets: Sequence[str], min_cluster_tasks: int
+                 ) -> dict[str, pd.Series]:
+    """Boolean task masks for subset names: all, seen, held_out, nlu, nlg, clusters, cluster:<name>.
+
+    ``clusters`` expands to ``cluster:<name>`` for every cluster with >= min_cluster_tasks tasks in
+    this pair; a cluster named explicitly is kept whatever its size.
+    """
+    category = tasks["category"].str.lower()
+    masks = {}
+    for name in subsets:
+        if name == "all":
+            masks[name] = pd.Series(True, index=tasks.index)
+        elif name in ("seen", "held_out"):
+            masks[name] = tasks["seen"] == (name == "seen")
+        elif name in ("nlu", "nlg"):
+            masks[name] = category == name
+        elif name == "clusters":
+            counts = tasks["cluster"].value_counts()
+            for cluster in sorted(counts[counts >= min_cluster_tasks].index):
+                masks[f"cluster:{cluster}"] = tasks["cluster"] == cluster
+        elif name.startswith("cluster:"):
+            masks[name] = tasks["cluster"] == name.split(":", 1)[1]
+        else:
+            raise ValueError(f"unknown subset {name!r}; use {list(_FIXED_SUBSETS)}, 'clusters' or "
+                             "'cluster:<name>'.")
+    return masks
+
+
+def _seed_coefficients(pair: Pair, mask: pd.Series, method: str) -> np.ndarray:
+    """The coefficient of each seed's pairing on the subset's tasks (NaN where undefined)."""
+    values = []
+    for frame in pair.per_seed.values():
+        frame = frame.loc[frame.index.intersection(mask.index[mask])]
+        if len(frame) < stats.MIN_N:
+            values.append(math.nan)
+            continue
+        values.append(stats.rowwise_coefficient(frame["tuned"].to_numpy()[None],
+                                                frame["base"].to_numpy()[None], method)[0])
+    return np.array(values, float)
+
+
+def correlate(pair: Pair, subset: str, mask: pd.Series, n_bootstrap: int, seed: int) -> dict:
+    """One row of the correlation table for one pair restricted to one subset of tasks."""
+    tasks = pair.tasks[mask.reindex(pair.tasks.index, fill_value=False)]
+    tuned, base = tasks["tuned_mean"].to_numpy(), tasks["base_mean"].to_numpy()
+    row = {"model": pair.model, "adapter": pair.adapter, "tuned_setting": pair.tuned_setting,
+           "base_setting": pair.base_setting, "base_adapter": pair.base_adapter, "subset": subset,
+           "n": len(tasks), "n_seeds": len(pair.per_seed)}
+    notes, p_method = [], ""
+    indices = stats.bootstrap_indices(len(tasks), n_bootstrap, seed) if len(tasks) else None
+    for method in stats.METHODS:
+        result = stats.correlation(tuned, base, method, labels=(pair.tuned_setting, pair.base_setting))
+        row[method], row[f"{method}_p"] = result.coef, result.p
+        low = high = math.nan
+        if np.isfinite(result.coef):
+            low, high, _ = stats.bootstrap_ci(tuned, base, method, indices)
+        row[f"{method}_ci_low"], row[f"{method}_ci_high"] = low, high
+        per_seed = _seed_coefficients(pair, mask, method)
+        finite = per_seed[np.isfinite(per_seed)]
+        row[f"{method}_seed_mean"] = float(finite.mean()) if len(finite) else math.nan
+        row[f"{method}_seed_std"] = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
+        p_method = p_method or result.p_method
+        if result.note and result.note not in notes:
+            notes.append(result.note)
+    if 0 < len(tasks) < FEW_TASKS:
+        notes.append(f"few tasks (n={len(tasks)})")
+    row["p_method"], row["note"] = p_method, "; ".join(notes)
+    return row
+
+
+def correlation_table(pairs: Sequence[Pair], task_info: pd.DataFrame,
+                      subsets: Sequence[str] = DEFAULT_SUBSETS, min_cluster_tasks: int = 5,
+                      n_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """The correlation table over pairs x subsets, with Holm-adjusted p-values per coefficient."""
+    rows = []
+    for i, pair in enumerate(pairs):
+        tasks = pair.tasks.join(task_info[["cluster", "category"]])
+        for subset, mask in subset_masks(tasks, subsets, min_cluster_tasks).items():
+            rows.append(correlate(pair, subset, mask, n_bootstrap, seed))
+        logging.info("correlations %d/%d: %s %s %s vs %s", i + 1, len(pairs), pair.model,
+                     pair.adapter, pair.tuned_setting, pair.base_setting)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    for method in stats.METHODS:
+        table.insert(table.columns.get_loc(f"{method}_p") + 1, f"{method}_p_holm",
+                     stats.holm(table[f"{method}_p"]))
+    return table
