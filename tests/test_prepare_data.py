@@ -229,3 +229,27 @@ def test_too_small_example_pool_fails_before_writing(tmp_path):
     with pytest.raises(pipeline.DataConfigError, match=r"rte: its example pool \(train_half\) holds 1"):
         pipeline.prepare(make_config(tmp_path / "data", tasks="rte", mixture=""), out)
     assert not out.exists()
+
+
+def test_translation_direction_follows_the_template(tmp_path):
+    data = tmp_path / "data" / "wmt16_de-en"
+    data.mkdir(parents=True)
+    for split, n in (("train", 12), ("test", 6)):
+        lines = [{"translation": {"de": f"Satz {split} {i}", "en": f"sentence {split} {i}"}} for i in range(n)]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out"
+    pipeline.prepare(make_config(tmp_path / "data", tasks="wmt16/de-en", mixture="", num_test=6,
+                                 formats="flan,samplegen,gold_pipeline"), out)
+    directions = set()
+    for relative in ("samplegen/wmt16/de-en/train.jsonl", "gold_pipeline/wmt16/de-en/test.jsonl"):
+        for row in rows(out, relative):
+            text = row["prompt"] + row["target"]
+            assert row["references"] == [row["label"]]
+            to_german = row["label"].startswith("Satz")
+            directions.add(to_german)
+            shown, hidden = ("Sent2", "Sent1") if to_german else ("Sent1", "Sent2")
+            assert f"\n{shown} Solution: " in text and f"{hidden} Solution" not in text
+            # example blocks: no example numbers (as the original), same direction as the item
+            assert f"Example 1:\nLang1: German\nLang2: English\n{shown}: " in text
+            assert f"\n{hidden}:" not in text and "\nAnswer: " in text
+    assert directions == {True, False}

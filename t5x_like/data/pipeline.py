@@ -309,7 +309,7 @@ def format_item(item: Example, spec: FormatSpec, split: str, ctx: Context) -> di
         "target": formatted.target,
         "label": shown.view.answer,
         "options": list(item.options),
-        "references": list(item.references) or [shown.view.answer],
+        "references": list(shown.view.example.references) or [shown.view.answer],
         "template_id": shown.template_id,
         "ic_ids": [example.id for example in examples],
         "ic_tasks": [example.task for example in examples],
