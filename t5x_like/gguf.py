@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import logging
 import os
 import pathlib
@@ -118,18 +117,19 @@ def llama_dims(metadata: dict[str, Any], path: pathlib.Path) -> LlamaDims:
             f"{path}: general.architecture is {arch!r}; only 'llama' GGUF files (Llama, Mistral, "
             "SmolLM) can be converted"
         )
-    scaling = metadata.get("llama.rope.scaling.type", "none")
-    if scaling not in ("none", "linear") or (scaling == "linear" and metadata.get("llama.rope.scaling.factor", 1.0) != 1.0):
-        raise GGUFError(f"{path}: llama.rope.scaling.type is {scaling!r}; RoPE scaling is not supported")
+    if metadata.get("llama.rope.scaling.type", "none") != "none":
+        raise GGUFError(f"{path}: llama.rope.scaling.type is {metadata['llama.rope.scaling.type']!r}; "
+                        "RoPE scaling is not supported")
     hidden = int(_require(metadata, "llama.embedding_length", path))
     heads = int(_require(metadata, "llama.attention.head_count", path))
     tokens = metadata.get("tokenizer.ggml.tokens")
     vocab = metadata.get("llama.vocab_size", len(tokens) if tokens is not None else None)
     if vocab is None:
         raise GGUFError(f"{path}: neither llama.vocab_size nor tokenizer.ggml.tokens is present")
-    head_dim = int(metadata.get("llama.rope.dimension_count", hidden // heads))
-    if head_dim * heads != hidden:
-        raise GGUFError(f"{path}: llama.rope.dimension_count={head_dim} x {heads} heads != embedding_length {hidden}")
+    head_dim = int(metadata.get("llama.attention.key_length", hidden // heads))
+    if metadata.get("llama.rope.dimension_count", head_dim) != head_dim:
+        raise GGUFError(f"{path}: llama.rope.dimension_count={metadata['llama.rope.dimension_count']} differs from "
+                        f"the head dimension {head_dim}; partial rotary embeddings are not supported")
     return LlamaDims(
         vocab_size=int(vocab),
         hidden_size=hidden,
@@ -223,20 +223,25 @@ def _dequantizable(qtype: gguf.GGMLQuantizationType) -> bool:
 
 
 def check_tensors(reader: gguf.GGUFReader, dims: LlamaDims, path: pathlib.Path) -> bool:
-    """Check names, quant types and presence of every tensor before any work; return `tied`.
+    """Check names, shapes, quant types and presence of every tensor before any work; return `tied`.
 
     All problems are collected into one GGUFError.
     """
-    names = {t.name for t in reader.tensors}
-    tied = "output.weight" not in names
-    problems = []
+    tied = "output.weight" not in {t.name for t in reader.tensors}
+    expected = expected_hf_shapes(dims, tied)
+    problems, present = [], set()
     for t in reader.tensors:
-        if hf_tensor_name(t.name) is None:
-            problems.append(f"unsupported tensor {t.name!r}")
+        name = hf_tensor_name(t.name)
+        shape = tuple(int(n) for n in reversed(t.shape))  # GGUF lists dimensions innermost first
+        if name not in expected:
+            problems.append(f"unexpected tensor {t.name!r}")
+        elif shape != expected[name]:
+            problems.append(f"tensor {t.name!r} has shape {shape}, expected {expected[name]} for {name}")
         elif not _dequantizable(t.tensor_type):
-            problems.append(f"tensor {t.name!r} has quantization type {t.tensor_type.name}, which gguf {gguf_version()} cannot dequantize")
-    present = {hf_tensor_name(n) for n in names}
-    problems += [f"missing tensor for {n!r}" for n in expected_hf_shapes(dims, tied) if n not in present]
+            problems.append(f"tensor {t.name!r} has quantization type {t.tensor_type.name}, "
+                            f"which gguf {gguf_version()} cannot dequantize")
+        present.add(name)
+    problems += [f"missing tensor for {n!r}" for n in expected if n not in present]
     if problems:
         raise GGUFError(f"{path}: " + "; ".join(problems))
     return tied
@@ -250,13 +255,11 @@ def gguf_version() -> str:
 
 
 def hf_tensors(reader: gguf.GGUFReader, dims: LlamaDims, tied: bool, path: pathlib.Path) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield (HF name, float32 array) one tensor at a time: dequantized, q/k un-permuted, shape-checked."""
+    """Yield (HF name, float32 array) one tensor at a time: dequantized, q/k un-permuted (shapes: `check_tensors`)."""
     shapes = expected_hf_shapes(dims, tied)
     for t in tqdm(reader.tensors, desc=f"dequantizing {path.name}", unit="tensor"):
         name = hf_tensor_name(t.name)
-        weight = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
-        if weight.shape != shapes[name]:
-            raise GGUFError(f"{path}: tensor {t.name!r} has shape {weight.shape}, expected {shapes[name]} for {name}")
+        weight = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(shapes[name])
         if t.name.endswith("attn_q.weight"):
             weight = unpermute_rope_rows(weight, dims.num_heads)
         elif t.name.endswith("attn_k.weight"):

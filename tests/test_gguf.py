@@ -292,6 +292,13 @@ def test_sentencepiece_vocab_matches_sentencepiece(tmp_path):
     for text in texts:
         assert tokenizer.encode(text).ids == [sp.bos_id(), *sp.encode(text)], text  # llama default: add BOS
         assert tokenizer.decode(tokenizer.encode(text).ids) == sp.decode(sp.encode(text))
+    # The files the converter writes load through our loader with the same ids and BOS decision.
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    for name, content in gguf_import.tokenizer_files(metadata, context_length=4096).items():
+        (tmp_path / name).write_text(json.dumps(content))
+    loaded = load_tokenizer(tmp_path)
+    assert (loaded.add_bos, loaded.bos_id, loaded.eos_id, loaded.pad_id) == (True, 1, 2, 2)
+    assert [loaded.encode(t) for t in texts] == [[1, *sp.encode(t)] for t in texts]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,10 +330,12 @@ def test_other_architecture_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_unsupported_tensor_type_is_refused(tmp_path):
-    path = write_tiny_gguf(tmp_path / "tiny.gguf", tiny_hf_weights(DIMS, tied=True), DIMS,
-                           extra_tensors={"blk.0.attn_q.weight.extra": np.zeros(4, np.int32)})
-    with pytest.raises(gguf_import.GGUFError, match=r"tiny\.gguf: unsupported tensor 'blk\.0\.attn_q\.weight\.extra'"):
+def test_unexpected_and_misshapen_tensors_are_reported_together(tmp_path):
+    weights = tiny_hf_weights(DIMS, tied=True)
+    weights["model.norm.weight"] = np.ones(DIMS["hidden"] + 1, np.float32)
+    path = write_tiny_gguf(tmp_path / "tiny.gguf", weights, DIMS, extra_tensors={"rope_freqs.weight": np.ones(2, np.float32)})
+    with pytest.raises(gguf_import.GGUFError, match=r"tiny\.gguf: tensor 'output_norm\.weight' has shape \(17,\), "
+                       r"expected \(16,\) .*; unexpected tensor 'rope_freqs\.weight'"):
         gguf_import.convert_gguf_to_hf(path, tmp_path / "out")
 
 
