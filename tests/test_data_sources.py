@@ -197,3 +197,13 @@ def test_env_var_is_used_when_no_data_dir_given(data_dir, monkeypatch):
     monkeypatch.setenv(sources.ENV_DATA_DIR, str(data_dir))
     split = sources.load_split("rte", "eval")
     assert split.origin == f"local:{data_dir / 'rte' / 'validation.jsonl'}"
+
+
+def test_tfds_numpy_rows_become_hub_schema_rows():
+    import numpy as np
+    row = {"question": b"Why?", "choices": {"text": np.array([b"a", b"b"]), "label": np.array([b"A", b"B"])},
+           "answerKey": b"B", "idx": np.int64(4)}
+    converted = sources._from_numpy(row)
+    assert converted == {"question": "Why?", "choices": {"text": ["a", "b"], "label": ["A", "B"]},
+                         "answerKey": "B", "idx": 4}
+    assert tasks.get_task("arc").to_example(converted, 0).label == "b"

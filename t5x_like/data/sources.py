@@ -190,7 +190,8 @@ def _bigbench_rows(path: pathlib.Path, subtask: str | None) -> list[dict[str, An
     return rows
 
 
-def _read_bigbench(task: Task, split_name: str, root: pathlib.Path):
+def _read_bigbench(task: Task, split_name: str,
+                   root: pathlib.Path) -> tuple[list[Mapping[str, Any]], str]:
     """Local BIG-bench examples, split seeded into train / validation (tasksource's split names).
 
     tasksource/bigbench's own split cannot be recomputed offline: locally, a permutation seeded by
@@ -281,7 +282,8 @@ def _from_numpy(value: Any) -> Any:
     return value
 
 
-def _read_tfds(task: Task, split: str, split_name: str, **_: Any):
+def _read_tfds(task: Task, split: str, split_name: str,
+               **_: Any) -> tuple[list[Mapping[str, Any]], str]:
     """Rows of the TFDS split (only for tasks whose TFDS features equal the hub schema)."""
     name = task.source.tfds_name
     if name is None:

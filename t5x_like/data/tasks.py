@@ -195,14 +195,11 @@ def choice_columns(mapping: Sequence[tuple[str, str]], option_cols: Sequence[str
     return parse
 
 
-def generation(mapping: Sequence[tuple[str, str]], target_col: str, *,
-               references: Callable[[Row], Sequence[str]] | None = None) -> Parser:
+def generation(mapping: Sequence[tuple[str, str]], target_col: str) -> Parser:
     """Parser for a generative task: prompt fields plus one target column."""
 
     def parse(row: Row, faithful: bool) -> Parsed | None:
-        label = _text(row[target_col])
-        refs = tuple(references(row)) if references and not faithful else (label,)
-        return Parsed(_fields(row, mapping), label, (), refs)
+        return Parsed(_fields(row, mapping), _text(row[target_col]))
     return parse
 
 

@@ -101,7 +101,8 @@ def template_problems(template: Template, task: Task) -> list[str]:
             problems.append(f"malformed placeholder {{{name}}}")
         elif name not in usable:
             problems.append(f"unknown placeholder {{{name}}} (usable: {', '.join(usable)})")
-    if "{" in _PLACEHOLDER.sub("", template.instruction) or "}" in _PLACEHOLDER.sub("", template.instruction):
+    outside = _PLACEHOLDER.sub("", template.instruction)
+    if "{" in outside or "}" in outside:
         problems.append("unbalanced brace")
     return problems
 
@@ -112,7 +113,8 @@ def _tasks_of_key(key: str) -> list[Task]:
     return group or [t for t in all_tasks() if t.name == key]
 
 
-def parse_template_set(data: Mapping[str, Any], origin: str, id_prefix: str = "") -> dict[str, tuple[Template, ...]]:
+def parse_template_set(data: Mapping[str, Any], origin: str,
+                       id_prefix: str = "") -> dict[str, tuple[Template, ...]]:
     """Validate a template set (the JSON layout of flan_style.json) into task name -> templates.
 
     Task-name keys override group keys for that task. Every problem of the whole set is collected
