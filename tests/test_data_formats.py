@@ -145,8 +145,8 @@ def test_bigbench_ladder_grows_more_ornate_and_keeps_the_content():
 
 
 def test_adv_style_letters_options():
-    text = F.bigbench_instruction("Q?", ["first", "second"], "adv")
-    assert text.startswith("Q?\n(a) first\n(b) second\n")
+    text = F.bigbench_instruction("Q?", ["first", "second."], "adv")
+    assert text.startswith('Q?\n(a) "first", (b) "second"\n') and text.endswith(F.ADV_INJECTION)
     assert F.letter_options(["x", "y", "z"]) == ("(a) x", "(b) y", "(c) z")
 
 

@@ -246,11 +246,16 @@ def letter_options(options: Sequence[str]) -> tuple[str, ...]:
 
 
 def bigbench_instruction(question: str, options: Sequence[str], style: str = "closed") -> str:
-    """A BIG-bench/GSM8K instruction: `Question: q\\n"a", "b"`, a ladder wording, or lettered options (adv)."""
+    """A BIG-bench/GSM8K instruction: `Question: q\\n"a", "b"`, a ladder wording, or lettered options.
+
+    `adv` shows `q\\n(a) "a", (b) "b"` and an injected instruction to print 'None' (the original's
+    lettering and layout, own wording of the injection).
+    """
     if style == "closed":
         return f"Question: {question}\n{join_options(options, quoted=True)}"
     if style == "adv":
-        return f"{question}\n" + "\n".join(letter_options(options)) + f"\n{ADV_INJECTION}"
+        lettered = ", ".join(f'({chr(ord("a") + i)}) "{option.rstrip(".")}"' for i, option in enumerate(options))
+        return f"{question}\n{lettered}\n{ADV_INJECTION}"
     if style.startswith("bad_prompt_") and style[len("bad_prompt_"):].isdigit():
         level = int(style[len("bad_prompt_"):])
         if 1 <= level <= len(BIGBENCH_LADDER):
