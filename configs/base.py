@@ -93,6 +93,49 @@ def get_train_config() -> ml_collections.ConfigDict:
     return t
 
 
+def get_eval_config() -> ml_collections.ConfigDict:
+    """Evaluation (t5x_like/evaluation.py, launch/evaluate.py; docs/evaluation.md "Runner")."""
+    e = ml_collections.ConfigDict()
+    e.data_dir = ""  # prepared data (launch.prepare_data --output_dir); "" = <workdir>/data
+    # base_d, gold_pipeline, samplegen_pipeline, flan_d, samplegen_d, or a test-format variant by name
+    # (gold_pipeline_unified, flan_adv, samplegen_pipeline_adv, ...); comma-separated
+    e.settings = "base_d,gold_pipeline,flan_d,samplegen_d,samplegen_pipeline"
+    e.tasks = "all"  # comma-separated task names, or all = every task of the data manifest
+    e.num_test = 0  # the first N test items of each task (a seeded random sample); 0 = all prepared
+    e.mode = "generate"  # generate (greedy + answer extraction) | loglik (lm-eval acc/acc_norm over options)
+    e.flan_model = ""  # FLAN-tuned model: merged HF dir (<export_dir>/model) or LoRA adapter dir over `model`
+    e.samplegen_model = ""  # SampleGen-tuned model, same forms
+    e.samplegen_d_run = ""  # run dir whose predictions/samplegen_d feed samplegen_pipeline; "" = this run
+    e.setup = "default"  # mixture setup the tuned models trained on: fills the seen / held-out column
+    e.max_new_tokens_base = 250  # base-model settings (the paper's vLLM setting)
+    e.max_new_tokens_tuned = 1024  # tuned settings
+    e.stop_strings = True  # END_EXAMPLES; base models also stop at the newline ending their first line
+    e.batch_size = 16  # rows per compiled batch (fewer in long length buckets)
+    e.shard_size = 256  # items per atomically written shard (the unit of resumption)
+    e.max_length = 0  # model context in tokens; 0 = the model's max_position_embeddings
+    e.overlong = "truncate"  # prompts longer than the context: truncate (left, counted) | error (before work)
+    e.faithful = False  # the original's option-0 mapping of empty answers, STS-B float parsing
+    e.bertscore_model = ""  # local roberta-large dir: BERTScore fallback in option matching (needs bert-score)
+    return e
+
+
+def get_tuning_config() -> ml_collections.ConfigDict:
+    """Which tuned models an experiment trains (launch/run_experiment.py): formats x seeds."""
+    t = ml_collections.ConfigDict()
+    t.formats = "flan,samplegen"  # flan -> FLAN-D; samplegen -> SampleGen-D and the SampleGen Pipeline
+    t.seeds = "42,1234,10203"  # the original's three seeds
+    return t
+
+
+def get_analysis_config() -> ml_collections.ConfigDict:
+    """The correlation analysis (analysis/, launch/analyze.py)."""
+    a = ml_collections.ConfigDict()
+    a.subsets = "all,seen,held_out,nlu,nlg,clusters"  # task subsets over which correlations are computed
+    a.bootstrap_samples = 2000
+    a.seed = 0
+    return a
+
+
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.experiment = "base"
@@ -101,4 +144,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = get_model_config()
     config.partitioning = get_partitioning_config()
     config.train = get_train_config()
+    config.eval = get_eval_config()
+    config.tuning = get_tuning_config()
+    config.analysis = get_analysis_config()
+    config.hardware = "cpu"  # for --dry_run memory estimates: cpu | tpu-v4 | tpu-v5e | tpu-v5p | h100 | h200 | a100
     return config
