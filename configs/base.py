@@ -6,6 +6,8 @@ Every stage reads only its own section plus `seed`, `experiment` and `output_dir
 """
 import ml_collections
 
+from configs.data import default as data_default
+
 
 def get_model_config() -> ml_collections.ConfigDict:
     """Which model to load. Exactly one source is used, in this order: path, gguf, pypi_smollm2, random."""
@@ -142,6 +144,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.output_dir = "runs"
     config.seed = 42
     config.model = get_model_config()
+    config.data = data_default.get_config()  # tasks, formats, mixture: documented in configs/data/default.py
     config.partitioning = get_partitioning_config()
     config.train = get_train_config()
     config.eval = get_eval_config()
