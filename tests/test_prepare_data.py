@@ -253,3 +253,14 @@ def test_translation_direction_follows_the_template(tmp_path):
             assert f"Example 1:\nLang1: German\nLang2: English\n{shown}: " in text
             assert f"\n{hidden}:" not in text and "\nAnswer: " in text
     assert directions == {True, False}
+
+
+def test_readers_return_listed_files_and_refuse_unprepared_ones(prepared):
+    out, _ = prepared
+    assert pipeline.read_split(out, "flan", "rte") == rows(out, "flan/rte/test.jsonl")
+    assert pipeline.read_split(out, "samplegen", "rte", "train") == rows(out, "samplegen/rte/train.jsonl")
+    assert pipeline.read_mixture(out, "flan_default", "validation") == rows(out, "mixtures/flan_default/validation.jsonl")
+    with pytest.raises(FileNotFoundError, match="base_d/cb/test"):
+        pipeline.read_split(out, "base_d", "cb")
+    with pytest.raises(FileNotFoundError, match="prepare_data"):
+        pipeline.read_manifest(out / "flan")

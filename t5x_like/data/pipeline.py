@@ -403,6 +403,35 @@ def mixture_name(format_name: str, setup: str) -> str:
     return f"{format_name}_{setup}"
 
 
+def read_manifest(output_dir: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a prepared directory (FileNotFoundError naming the command that writes it)."""
+    path = pathlib.Path(output_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {output_dir} is not a (finished) prepared data dir; "
+                                f"run python -m launch.prepare_data --output_dir={output_dir}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_listed(output_dir: str | os.PathLike, path: pathlib.Path, what: str) -> list[dict[str, Any]]:
+    """Rows of a file the manifest lists (a stale file of an earlier run with another config is refused)."""
+    relative = path.relative_to(pathlib.Path(output_dir)).as_posix()
+    if relative not in read_manifest(output_dir)["files"]:
+        raise FileNotFoundError(f"{what} was not prepared in {output_dir} (no {relative} in its manifest); "
+                                f"add it to --config.tasks / --config.formats / --config.mixture and rerun")
+    return io_utils.read_jsonl(str(path))
+
+
+def read_split(output_dir: str | os.PathLike, format_name: str, task: str, split: str = TEST) -> list[dict[str, Any]]:
+    """The prepared rows of (format, task, split): what evaluation (split "test") and training read."""
+    return _read_listed(output_dir, split_path(output_dir, format_name, task, split),
+                        f"{format_name}/{task}/{split}")
+
+
+def read_mixture(output_dir: str | os.PathLike, name: str, split: str = TRAIN) -> list[dict[str, Any]]:
+    """The prepared rows of a mixture split ("train" or "validation"), e.g. name "samplegen_default"."""
+    return _read_listed(output_dir, mixture_path(output_dir, name, split), f"mixture {name}/{split}")
+
+
 def _write_rows(path: pathlib.Path, rows: Iterable[Mapping[str, Any]], root: pathlib.Path,
                 files: dict[str, Any]) -> None:
     """Write rows as key-sorted jsonl atomically and record the file's row count and sha256."""
