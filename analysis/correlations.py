@@ -18,8 +18,15 @@ from analysis import stats
 from analysis.pairs import Pair
 
 DEFAULT_SUBSETS = ("all", "seen", "held_out", "nlu", "nlg", "clusters")
-_FIXED_SUBSETS = ("all", "seen", "held_out", "nlu", "nlg")
 FEW_TASKS = 10
+
+
+def check_subsets(subsets: Sequence[str]) -> None:
+    """Raises a ValueError naming the valid choices if a subset name is unknown."""
+    for name in subsets:
+        if name not in DEFAULT_SUBSETS and not (name.startswith("cluster:") and len(name) > 8):
+            raise ValueError(f"unknown subset {name!r}; use {list(DEFAULT_SUBSETS)} or "
+                             "'cluster:<name>'.")
 
 
 def subset_masks(tasks: pd.DataFrame, subsets: Sequence[str], min_cluster_tasks: int
@@ -45,8 +52,7 @@ def subset_masks(tasks: pd.DataFrame, subsets: Sequence[str], min_cluster_tasks:
         elif name.startswith("cluster:"):
             masks[name] = tasks["cluster"] == name.split(":", 1)[1]
         else:
-            raise ValueError(f"unknown subset {name!r}; use {list(_FIXED_SUBSETS)}, 'clusters' or "
-                             "'cluster:<name>'.")
+            check_subsets([name])
     return masks
 
 

@@ -60,7 +60,8 @@ def figure1(pairs: Sequence[Pair], task_info: pd.DataFrame, correlations: pd.Dat
     tuned_groups = sorted({(p.adapter, p.tuned_setting) for p in pairs},
                           key=lambda g: (setting_order([g[1]]), g))
     base_settings = setting_order([p.base_setting for p in pairs])
-    multi_adapter = len({p.adapter for p in pairs}) > 1
+    adapters_per_setting = pd.Series([g[1] for g in tuned_groups]).value_counts()
+    multi_adapter = bool((adapters_per_setting > 1).any())
     colours = cluster_colours(task_info["cluster"])
     n_rows, n_cols = len(tuned_groups), len(base_settings)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols + 0.4, 3.5 * n_rows + 0.6),
@@ -83,7 +84,7 @@ def figure1(pairs: Sequence[Pair], task_info: pd.DataFrame, correlations: pd.Dat
                 Line2D([], [], ls="", marker=_MARKERS[False], color="k", mfc="none", label="held-out"),
                 Line2D([], [], ls="--", color="0.5", label="y = x")]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8,
-               frameon=False, bbox_to_anchor=(0.5, -0.02 - 0.025 * (len(handles) > 6)))
+               frameon=False, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{pairs[0].model}: per-task scores, tuned vs base in-context settings", fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     return save(fig, stem)
@@ -118,7 +119,7 @@ def _draw_panel(ax: plt.Axes, pair: Pair, task_info: pd.DataFrame, colours: dict
 
 def task_bars(means: pd.DataFrame, task_info: pd.DataFrame, stem: str) -> list[str]:
     """Horizontal grouped bars: every series (setting [adapter]) per task, seed-std error bars."""
-    series = [s for s in _ordered_series(means)]
+    series = ordered_series(means)
     info = task_info.loc[sorted(means["task"].unique())]
     tasks = list(info.sort_values(["cluster", "task"]).index)
     n_series = len(series)
@@ -147,7 +148,7 @@ def task_bars(means: pd.DataFrame, task_info: pd.DataFrame, stem: str) -> list[s
     return save(fig, stem)
 
 
-def _ordered_series(means: pd.DataFrame) -> list[str]:
+def ordered_series(means: pd.DataFrame) -> list[str]:
     """Series labels in setting order (tuned first, then base, then variants), adapters sorted."""
     order = setting_order(means["setting"].unique())
     first = means.drop_duplicates("series")
@@ -157,7 +158,7 @@ def _ordered_series(means: pd.DataFrame) -> list[str]:
 
 def heatmap(means: pd.DataFrame, stem: str) -> list[str]:
     """Spearman correlation between the per-task seed means of every pair of series."""
-    series = _ordered_series(means)
+    series = ordered_series(means)
     wide = means.pivot(index="task", columns="series", values="mean")[series]
     matrix = wide.corr(method="spearman", min_periods=3).to_numpy()
     size = 1.0 + 0.75 * len(series)

@@ -27,6 +27,7 @@ def atomic_write(path: str, data: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -56,7 +57,7 @@ def format_mean_std(mean: float, std: float, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _cell(value: object) -> str:
+def format_cell(value: object) -> str:
     """The display text of one cell (floats get 3 decimals; booleans yes/no; NaN '–')."""
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
@@ -68,7 +69,7 @@ def _cell(value: object) -> str:
 def to_markdown(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
     def row(cells):
-        return "| " + " | ".join(_cell(c).replace("|", r"\|") for c in cells) + " |"
+        return "| " + " | ".join(format_cell(c).replace("|", r"\|") for c in cells) + " |"
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
     lines = [row(frame.columns), "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
     lines += [row(values) for values in frame.itertuples(index=False)]
@@ -86,7 +87,7 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{align}}}",
              r"\toprule", " & ".join(latex_escape(str(c)) for c in frame.columns) + r" \\",
              r"\midrule"]
-    lines += [" & ".join(latex_escape(_cell(v)) for v in values) + r" \\"
+    lines += [" & ".join(latex_escape(format_cell(v)) for v in values) + r" \\"
               for values in frame.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(caption)}}}",
               rf"\label{{tab:{label}}}", r"\end{table}"]
