@@ -150,5 +150,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval = get_eval_config()
     config.tuning = get_tuning_config()
     config.analysis = get_analysis_config()
-    config.hardware = "cpu"  # for --dry_run memory estimates: cpu | tpu-v4 | tpu-v5e | tpu-v5p | h100 | h200 | a100
+    # for --dry_run memory estimates: <kind>[-<devices>], kind in cpu, tpu-v4, tpu-v5e, tpu-v5p, h100, h200, a100
+    # (e.g. "tpu-v5e-8", "h100-8"); the mesh_shape -1 axis takes the devices the others leave
+    config.hardware = "cpu-1"
     return config
