@@ -312,6 +312,14 @@ def test_missing_gguf_file(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_truncated_gguf_file(tmp_path):
+    path = write_tiny_gguf(tmp_path / "tiny.gguf", tiny_hf_weights(DIMS, tied=True), DIMS)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(gguf_import.GGUFError, match=r"tiny\.gguf: not a readable GGUF file"):
+        gguf_import.convert_gguf_to_hf(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def write_other_arch_gguf(path: pathlib.Path) -> pathlib.Path:
     writer = gguf.GGUFWriter(str(path), "gpt2")
     writer.add_block_count(1)
