@@ -572,6 +572,7 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
         ablation = {"setup": config.ablation_setup, "mixture_format": "samplegen",
                     "counts": ablation_mixture.counts, "missing_tasks": absent,
                     "pool_size": len(ctx.ablation_pool), "examples_per_prompt": config.num_samples_ablation}
+    (root / MANIFEST).unlink(missing_ok=True)  # until the new manifest lands, the dir reads as unfinished
     files: dict[str, Any] = {}
     for spec in train_specs:
         _write_format(root, spec, TRAIN, plans, ctx, files)
