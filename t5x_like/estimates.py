@@ -114,3 +114,14 @@ def estimate_inference(config: ModelConfig, batch: int, length: int, model_shard
     kv = 2 * config.num_layers * batch * length * config.num_kv_heads * config.head_dim * BYTES[config.dtype]
     return (weights + kv / model_shards) / GIB
 
+
+
+def parse_hardware(name: str) -> tuple[Hardware, int]:
+    """'tpu-v5e-8' -> (TPU v5e chip, 8); a name without a count means one device."""
+    kind, _, count = name.rpartition("-")
+    if not count.isdigit():
+        kind, count = name, "1"
+    if kind not in HARDWARE:
+        raise ValueError(f"unknown hardware {name!r}; use <kind>[-<devices>] with kind in {sorted(HARDWARE)}")
+    return HARDWARE[kind], int(count)
+

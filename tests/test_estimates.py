@@ -27,3 +27,13 @@ def test_weights_shard_over_fsdp_and_tensor_but_not_data():
     assert fsdp.weights_gib == one.weights_gib / 8
     assert data.weights_gib == one.weights_gib
     assert one.weights_gib == LLAMA2_7B.num_params() * 2 / GIB
+
+
+def test_hardware_names_and_mesh_resolution():
+    from t5x_like.estimates import parse_hardware
+    hw, count = parse_hardware("tpu-v5e-8")
+    assert (hw.memory_gib, count) == (16, 8)
+    assert parse_hardware("h100")[1] == 1
+    import pytest
+    with pytest.raises(ValueError, match="unknown hardware"):
+        parse_hardware("gpu-8")
