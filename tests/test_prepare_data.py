@@ -264,3 +264,16 @@ def test_readers_return_listed_files_and_refuse_unprepared_ones(prepared):
         pipeline.read_split(out, "base_d", "cb")
     with pytest.raises(FileNotFoundError, match="prepare_data"):
         pipeline.read_manifest(out / "flan")
+
+
+@pytest.mark.parametrize("name,arg", [("default", None), ("offline", None), ("mixture", "setup3"),
+                                      ("variants", "setup1"), ("bigbench", None)])
+def test_every_data_config_names_known_tasks_formats_and_setups(name, arg):
+    import importlib
+
+    module = importlib.import_module(f"configs.data.{name}")
+    config = module.get_config(arg) if arg else module.get_config()
+    assert set(default_config.get_config().keys()) == set(config.keys())
+    pipeline._selected_tasks(config.tasks)
+    pipeline._selected_formats(config.formats)
+    pipeline._check_setups(config, pipeline._selected_formats(config.formats))

@@ -456,9 +456,9 @@ def _versions() -> dict[str, str]:
 # --- the whole preparation -------------------------------------------------------------------
 
 
-def _selected_tasks(value: str) -> tuple[list[str], bool]:
+def _selected_tasks(value: str | Sequence[str]) -> tuple[list[str], bool]:
     """(task names, strict): "all" means every registry task that has data (missing ones skipped)."""
-    if value.strip() == "all":
+    if isinstance(value, str) and value.strip() == "all":
         return [task.name for task in registry.all_tasks()], False
     names = parse_names(value)
     known = {task.name for task in registry.all_tasks()}
