@@ -54,3 +54,40 @@ def run_with_devices(code: str, devices: int = 8, timeout: int = 600, env: dict 
     if proc.returncode:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# Runs trainer.run in a fresh process (argv: json spec) and writes the final trained params to spec["dump"].
+TRAIN_AND_DUMP = r'''
+import json, sys, pathlib
+import numpy as np
+from flax import traverse_util
+sys.path.insert(0, "tests")
+from train_helpers import smoke_config
+from t5x_like import trainer
+spec = json.loads(sys.argv[1])
+overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["overrides"].items()}
+config = smoke_config(pathlib.Path(spec["mixture"]), pathlib.Path(spec["cache"]), **overrides)
+result = trainer.run(config, spec["workdir"])
+flat = traverse_util.flatten_dict(result.state.params)
+np.savez(spec["dump"], **{"/".join(k): np.asarray(v) for k, v in flat.items()})
+rows = [json.loads(l) for l in open(pathlib.Path(spec["workdir"]) / "metrics.jsonl")]
+print(json.dumps({"losses": [r["loss"] for r in rows if "loss" in r],
+                  "eval": [r["eval_loss"] for r in rows if "eval_loss" in r], "step": result.step,
+                  "preempted": result.preempted}))
+'''
+
+
+def train_in_subprocess(tmp: pathlib.Path, name: str, mixture: pathlib.Path, cache: pathlib.Path, devices: int,
+                        overrides: dict, workdir: pathlib.Path | None = None, timeout: int = 600) -> tuple[dict, dict]:
+    """(summary, final params as {path: array}) of a training run in a fresh `devices`-device process."""
+    import numpy as np
+    spec = {"mixture": str(mixture), "cache": str(cache), "workdir": str(workdir or tmp / name),
+            "dump": str(tmp / f"{name}.npz"), "overrides": overrides}
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", TRAIN_AND_DUMP, json.dumps(spec)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode:
+        raise AssertionError(f"training subprocess failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    return summary, dict(np.load(spec["dump"]))
