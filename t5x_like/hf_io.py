@@ -149,7 +149,7 @@ def weight_files(path: str) -> dict[str, str]:
 def _open(file: str):
     """safe_open in flax mode (reads bf16), turning a corrupt/truncated file into one clear error."""
     try:
-        return safe_open(file, framework="flax")
+        return safe_open(file, framework="flax", backend="pread")
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{file}: not a readable safetensors file, truncated or corrupt ({e})") from e
 
@@ -173,36 +173,34 @@ def plan_load(directory: str, config: ModelConfig) -> tuple[list[_Entry], str | 
     files = weight_files(directory)
     expected = expected_shapes(config)
     entries, unexpected, wrong, redundant_head = [], [], [], None
+    seen: set[Path] = set()
     by_file: dict[str, list[str]] = {}
     for name, file in files.items():
         by_file.setdefault(file, []).append(name)
     for file, names in by_file.items():
         with _open(file) as f:
-            present = set(f.keys())
-            absent = sorted(set(names) - present)
+            absent = sorted(set(names) - set(f.keys()))
             if absent:
                 raise CheckpointError(f"{file}: the index lists {_summary('tensor(s) not in this file', absent)}")
             for name in names:
                 if _IGNORED.fullmatch(name):
                     continue
+                if name == "lm_head.weight" and config.tie_word_embeddings:
+                    redundant_head = file
+                    continue
                 mapped = hf_to_path(name)
-                if mapped is None or (mapped[0] not in expected and not (
-                        name == "lm_head.weight" and config.tie_word_embeddings)):
+                if mapped is None or mapped[0] not in expected:
                     unexpected.append(name)
                     continue
                 path, transpose = mapped
-                if path not in expected:  # lm_head.weight of a tied model
-                    redundant_head = file
-                    continue
-                shape = tuple(f.get_slice(name).get_shape())
-                shape = shape[::-1] if transpose else shape
-                if shape != expected[path]:
-                    hf_shape = expected[path][::-1] if transpose else expected[path]
-                    wrong.append(f"{name} {list(shape[::-1] if transpose else shape)} != {list(hf_shape)}")
+                seen.add(path)
+                hf_shape = tuple(f.get_slice(name).get_shape())
+                want = expected[path][::-1] if transpose else expected[path]
+                if hf_shape != want:
+                    wrong.append(f"{name} {list(hf_shape)} != {list(want)}")
                     continue
                 entries.append(_Entry(name, file, path, transpose))
-    missing = [path_to_hf(p)[0] for p in set(expected) - {e.path for e in entries}]
-    missing = [m for m in missing if m not in {w.split(" ")[0] for w in wrong}]
+    missing = [path_to_hf(p)[0] for p in set(expected) - seen]
     problems = [_summary(kind, names) for kind, names in
                 (("missing", missing), ("unexpected", unexpected), ("wrongly shaped", wrong)) if names]
     if problems:
@@ -238,6 +236,15 @@ def _read(f, name: str, transpose: bool, dtype: Any) -> np.ndarray:
     return host.astype(dtype, copy=False)
 
 
+def _np_dtype(dtype: Any) -> np.dtype:
+    """numpy dtype of a name in DTYPES or of a numpy/jax dtype."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise CheckpointError(f"dtype={dtype!r}; choose one of {sorted(DTYPES)}")
+        dtype = DTYPES[dtype]
+    return np.dtype(dtype)
+
+
 def load_params(path: str, config: ModelConfig, *, shardings: Any = None, dtype: Any = None) -> Params:
     """Loads an HF safetensors directory into a nested dict of jax arrays with our param paths.
 
@@ -246,7 +253,7 @@ def load_params(path: str, config: ModelConfig, *, shardings: Any = None, dtype:
     are not part of a base checkpoint: add them with `t5x_like.models.lora.combine`.
     """
     entries, redundant_head = plan_load(path, config)
-    target = np.dtype(DTYPES[dtype] if isinstance(dtype, str) else (dtype or config.jnp_param_dtype))
+    target = _np_dtype(dtype or config.param_dtype)
     placement = _flat_shardings(shardings, [e.path for e in entries])
     flat: dict[Path, jax.Array] = {}
     progress = tqdm(total=len(entries), desc=f"loading {path}", unit="tensor",
@@ -390,10 +397,7 @@ def save_params(params: Params, config: ModelConfig, output_dir: str, *, tokeniz
         flat = traverse_util.flatten_dict(merge_lora(params, config.lora))
     plan = _export_plan(flat, config)
     writer = jax.process_index() == 0
-    if writer and os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
-        raise CheckpointError(f"{output_dir}: exists and is not empty; choose another directory or pass overwrite")
-    if tokenizer_dir is not None and not os.path.isdir(tokenizer_dir):
-        raise CheckpointError(f"{tokenizer_dir}: tokenizer directory does not exist")
+    _agree_on_output(_output_problem(output_dir, tokenizer_dir, overwrite) if writer else None, output_dir)
     target = np.dtype(DTYPES[dtype])
     shards = shard_plan(plan, target.itemsize, max_shard_bytes)
     names = [SINGLE_FILE] if len(shards) == 1 else [
@@ -431,6 +435,24 @@ def save_params(params: Params, config: ModelConfig, output_dir: str, *, tokeniz
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(f"save_params {output_dir}")
     return output_dir
+
+
+def _output_problem(output_dir: str, tokenizer_dir: str | None, overwrite: bool) -> str | None:
+    """Why process 0 cannot write `output_dir` (checked before any gather), or None."""
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        return f"{output_dir}: exists and is not empty; choose another directory or pass overwrite"
+    if tokenizer_dir is not None and not os.path.isdir(tokenizer_dir):
+        return f"{tokenizer_dir}: tokenizer directory does not exist"
+    return None
+
+
+def _agree_on_output(problem: str | None, output_dir: str) -> None:
+    """Raises on every process when process 0 found a problem, so no process waits in a gather."""
+    failed = problem is not None
+    if jax.process_count() > 1:
+        failed = bool(multihost_utils.broadcast_one_to_all(np.array(failed)))
+    if failed:
+        raise CheckpointError(problem or f"{output_dir}: process 0 cannot write the export (see its log)")
 
 
 def _write_metadata(out: str, config: ModelConfig, dtype: str, shards: list[list[_OutTensor]],

@@ -215,6 +215,56 @@ def test_load_to_shardings_and_save_from_them(tmp_path):
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
+_TWO_PROCESS_SCRIPT = r"""
+import sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.config.update("jax_num_cpu_devices", 2)
+pid, port, src, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=pid)
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from flax import traverse_util
+from t5x_like import hf_io
+from t5x_like.models.config import ModelConfig
+mesh = Mesh(np.array(jax.devices()).reshape(2, 2), ("data", "model"))
+config = ModelConfig.from_hf_dir(src)
+shardings = traverse_util.unflatten_dict({k: NamedSharding(mesh, P("data", "model") if len(s) == 2 else P("model"))
+                                          for k, s in hf_io.expected_shapes(config).items()})
+params = hf_io.load_params(src, config, shardings=shardings)
+assert not params["layers_0"]["mlp"]["up_proj"]["kernel"].is_fully_addressable
+hf_io.save_params(params, config, out, max_shard_bytes=30_000)
+print("ok")
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_load_to_global_shardings_and_export(tmp_path):
+    """Multi-host: each process places only its shards; the export (process 0) equals the source files."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+    env.pop("XLA_FLAGS", None)
+    args = [str(_free_port()), str(PARITY / "llama_gqa"), str(tmp_path / "out")]
+    procs = [subprocess.Popen([sys.executable, "-c", _TWO_PROCESS_SCRIPT, str(i), *args], env=env, cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0 and out.strip().endswith("ok"), err[-3000:]
+    exported = {}
+    for file in (tmp_path / "out").glob("*.safetensors"):
+        exported.update(hf_tensors(file))
+    original = hf_tensors(PARITY / "llama_gqa" / "model.safetensors")
+    assert exported.keys() == original.keys()
+    assert all(np.array_equal(exported[k], original[k]) for k in original)
+
+
 def test_shardings_must_cover_every_param():
     config = ModelConfig.from_hf_dir(str(PARITY / "llama_gqa"))
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
