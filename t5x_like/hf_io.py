@@ -228,12 +228,12 @@ def _place(host: np.ndarray, sharding: jax.sharding.Sharding | None) -> jax.Arra
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
-def _read(f, name: str, transpose: bool, dtype: Any) -> np.ndarray:
-    """One tensor as a host array in our layout and `dtype`."""
+def _read(f, name: str, transpose: bool = False, dtype: Any = None) -> np.ndarray:
+    """One tensor as a host array (read via the CPU device, never an accelerator), in our layout and `dtype`."""
     with jax.default_device(jax.local_devices(backend="cpu")[0]):
         host = np.asarray(f.get_tensor(name))
     host = host.T if transpose else host
-    return host.astype(dtype, copy=False)
+    return host if dtype is None else host.astype(dtype, copy=False)
 
 
 def _np_dtype(dtype: Any) -> np.dtype:
@@ -274,9 +274,9 @@ def load_params(path: str, config: ModelConfig, *, shardings: Any = None, dtype:
 def _warn_if_head_differs(head_file: str, embed_file: str) -> None:
     """With tied embeddings the checkpoint's lm_head.weight is unused; say so if it is not the embedding."""
     with _open(head_file) as f:
-        head = np.asarray(f.get_tensor("lm_head.weight"))
+        head = _read(f, "lm_head.weight")
     with _open(embed_file) as f:
-        same = np.array_equal(head, np.asarray(f.get_tensor("model.embed_tokens.weight")))
+        same = np.array_equal(head, _read(f, "model.embed_tokens.weight"))
     if not same:
         log.warning("%s: lm_head.weight differs from model.embed_tokens.weight but config.json sets "
                     "tie_word_embeddings=true, so (as in transformers) the embedding is used as the head", head_file)

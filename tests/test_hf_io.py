@@ -68,7 +68,8 @@ def test_loaded_params_are_the_hf_tensors_in_our_layout():
     np.testing.assert_array_equal(p["embed_tokens", "embedding"], hf["model.embed_tokens.weight"])
     np.testing.assert_array_equal(p["layers_1", "self_attn", "k_proj", "kernel"],
                                   hf["model.layers.1.self_attn.k_proj.weight"].T)
-    np.testing.assert_array_equal(p["layers_0", "mlp", "down_proj", "kernel"], hf["model.layers.0.mlp.down_proj.weight"].T)
+    np.testing.assert_array_equal(p["layers_0", "mlp", "down_proj", "kernel"],
+                                  hf["model.layers.0.mlp.down_proj.weight"].T)
     np.testing.assert_array_equal(p["layers_0", "post_attention_layernorm", "scale"],
                                   hf["model.layers.0.post_attention_layernorm.weight"])
     np.testing.assert_array_equal(p["lm_head", "kernel"], hf["lm_head.weight"].T)
