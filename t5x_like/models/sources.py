@@ -41,11 +41,16 @@ def selected_source(model_cfg: ml_collections.ConfigDict) -> str:
     chosen = [name for name, on in (("path", bool(model_cfg.path)), ("gguf", bool(model_cfg.gguf)),
                                      ("pypi_smollm2", bool(model_cfg.pypi_smollm2)),
                                      ("random", bool(model_cfg.random.enabled))) if on]
-    if len(chosen) != 1:
-        what = "no model source is set" if not chosen else f"several model sources are set ({', '.join(chosen)})"
+    if not chosen:
         raise ModelSourceError(
-            f"{what}; set exactly one of --config.model.path=DIR, --config.model.gguf=FILE, "
-            f"--config.model.pypi_smollm2=True, --config.model.random.enabled=True")
+            "no model source is set; set exactly one of --config.model.path=DIR, --config.model.gguf=FILE, "
+            "--config.model.pypi_smollm2=True, --config.model.random.enabled=True")
+    if len(chosen) > 1:
+        off = {"path": "--config.model.path=''", "gguf": "--config.model.gguf=''",
+               "pypi_smollm2": "--config.model.pypi_smollm2=False", "random": "--config.model.random.enabled=False"}
+        raise ModelSourceError(
+            f"several model sources are set ({', '.join(chosen)}); set exactly one, turning the others off "
+            f"with {' / '.join(off[c] for c in chosen)}")
     return chosen[0]
 
 
