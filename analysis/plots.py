@@ -44,8 +44,12 @@ def save(fig: plt.Figure, stem: str) -> list[str]:
 def cluster_colours(clusters: Sequence[str]) -> dict[str, tuple]:
     """A stable colour per cluster (tab10, then tab20 for more than 10 clusters)."""
     names = sorted(set(clusters))
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+    if len(names) <= 10:
+        palette = plt.get_cmap("tab10").colors
+    else:  # tab20's dark shades first, then the light ones, so that neighbours differ
+        tab20 = plt.get_cmap("tab20").colors
+        palette = tab20[0::2] + tab20[1::2]
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
 
 
 def _pair_title(pair: Pair, multi_adapter: bool) -> str:
@@ -117,35 +121,54 @@ def _draw_panel(ax: plt.Axes, pair: Pair, task_info: pd.DataFrame, colours: dict
     ax.grid(True, color="0.92", lw=0.6)
 
 
+TASKS_PER_COLUMN = 19
+
+
 def task_bars(means: pd.DataFrame, task_info: pd.DataFrame, stem: str) -> list[str]:
-    """Horizontal grouped bars: every series (setting [adapter]) per task, seed-std error bars."""
+    """Horizontal grouped bars: every series (setting [adapter]) per task, seed-std error bars.
+
+    Tasks are ordered by cluster; more than TASKS_PER_COLUMN tasks are split into side-by-side
+    columns so that the figure stays readable.
+    """
     series = ordered_series(means)
     info = task_info.loc[sorted(means["task"].unique())]
     tasks = list(info.sort_values(["cluster", "task"]).index)
-    n_series = len(series)
-    height = 0.8 / n_series
-    fig, ax = plt.subplots(figsize=(9, max(4.0, 0.13 * len(tasks) * n_series + 1.8)))
-    cmap = plt.get_cmap("tab10")
+    n_cols = math.ceil(len(tasks) / TASKS_PER_COLUMN)
+    per_col = math.ceil(len(tasks) / n_cols)
+    row_height = min(0.6, max(0.3, 0.1 * len(series)))
+    fig, axes = plt.subplots(1, n_cols, figsize=(8.5 * n_cols, row_height * per_col + 1.6),
+                             squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, start in zip(axes[0], range(0, len(tasks), per_col)):
+        _bar_column(ax, means, info, tasks[start:start + per_col], series, colours, per_col)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4 * n_cols), fontsize=8,
+               frameon=False)
+    fig.suptitle(f"{means['model'].iloc[0]}: per-task scores of every setting", fontsize=11)
+    legend_rows = math.ceil(len(labels) / min(len(labels), 4 * n_cols))
+    fig.tight_layout(rect=(0, (0.25 + 0.18 * legend_rows) / fig.get_figheight(), 1, 1))
+    return save(fig, stem)
+
+
+def _bar_column(ax: plt.Axes, means: pd.DataFrame, info: pd.DataFrame, tasks: list[str],
+                series: list[str], colours, n_rows: int) -> None:
+    """One column of the per-task bar chart: the given tasks, one bar per series, chance ticks."""
+    height = 0.8 / len(series)
     for k, name in enumerate(series):
         rows = means[means["series"] == name].set_index("task").reindex(tasks)
-        y = np.arange(len(tasks)) + (k - (n_series - 1) / 2) * height
-        ax.barh(y, rows["mean"].fillna(0), height=height * 0.92, color=cmap(k % 10), label=name,
+        y = np.arange(len(tasks)) + (k - (len(series) - 1) / 2) * height
+        ax.barh(y, rows["mean"].fillna(0), height=height * 0.92, color=colours(k % 10), label=name,
                 xerr=rows["std"].fillna(0), error_kw=dict(elinewidth=0.7, capsize=1.5, ecolor="0.2"))
     chance = info.loc[tasks, "chance"].to_numpy()
     has_chance = np.isfinite(chance)
-    ax.scatter(chance[has_chance], np.arange(len(tasks))[has_chance], marker="|", s=260, color="k",
-               linewidths=1.6, zorder=5, label="chance")
+    ax.scatter(chance[has_chance], np.arange(len(tasks))[has_chance], marker="|",
+               s=(220 * len(series) / 5), color="k", linewidths=1.6, zorder=5, label="chance")
     ax.set_yticks(np.arange(len(tasks)))
     ax.set_yticklabels([f"{t}  ({info.loc[t, 'cluster']})" for t in tasks], fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(n_rows - 0.5, -0.5)
     ax.set_xlim(0, 100)
     ax.set_xlabel("score (seed mean ± std)")
     ax.grid(True, axis="x", color="0.9", lw=0.6)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06 - 2.0 / (len(tasks) * n_series + 10)),
-              ncol=min(4, n_series + 1), fontsize=8, frameon=False)
-    ax.set_title(f"{means['model'].iloc[0]}: per-task scores of every setting", fontsize=11)
-    fig.tight_layout()
-    return save(fig, stem)
 
 
 def ordered_series(means: pd.DataFrame) -> list[str]:
