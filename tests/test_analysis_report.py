@@ -157,3 +157,12 @@ def test_cli_prints_main_table(run_dirs, tmp_path):
     assert "| llama2-7b | flan_d | gold_pipeline | all | 14 |" in proc.stdout
     assert "| llama2-7b | flan_d | base_d | all | 14 |" in proc.stdout
     assert (out / "correlations.csv").is_file() and (out / "report.html").is_file()
+
+
+def test_analysis_imports_no_model_code():
+    code = ("import sys, analysis.report, launch.analyze; "
+            "bad = [m for m in ('jax', 'flax', 't5x_like', 'torch') if m in sys.modules]; "
+            "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
