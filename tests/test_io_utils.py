@@ -1,0 +1,35 @@
+"""Atomic writes leave either the old or the complete new output, never a partial one."""
+import os
+import stat
+
+import pytest
+
+from t5x_like import io_utils
+
+
+def test_atomic_directory_replaces_whole_and_has_mkdir_permissions(tmp_path):
+    target = tmp_path / "out"
+    with io_utils.atomic_directory(str(target)) as tmp:
+        with open(os.path.join(tmp, "a.txt"), "w") as f:
+            f.write("new")
+        assert not target.exists()
+    assert (target / "a.txt").read_text() == "new"
+    reference = tmp_path / "made_by_mkdir"
+    reference.mkdir()
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(reference.stat().st_mode)
+
+
+def test_failed_atomic_writes_leave_no_trace(tmp_path):
+    with pytest.raises(RuntimeError):
+        with io_utils.atomic_directory(str(tmp_path / "out")):
+            raise RuntimeError("killed")
+    with pytest.raises(TypeError):
+        io_utils.atomic_write_json(str(tmp_path / "x.json"), {1: 2, "a": 1})  # unsortable keys fail mid-write
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_read_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": \n')
+    with pytest.raises(ValueError, match=r"r\.jsonl:3: malformed JSON"):
+        io_utils.read_jsonl(str(path))
