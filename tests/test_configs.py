@@ -16,10 +16,8 @@ import os
 
 import jax
 import pytest
-from absl import flags
-from ml_collections import config_flags
 
-from t5x_like import estimates, evaluation, experiment, partitioning
+from t5x_like import estimates, evaluation, experiment, partitioning, sweep
 from t5x_like.data import mixtures, pipeline
 from t5x_like.data import tasks as registry
 from t5x_like.models import lora as lora_lib
@@ -50,12 +48,8 @@ def config_files() -> list[str]:
 
 
 def load(spec: str, *overrides: str):
-    """`--config=<spec> [--config.x=y ...]` parsed exactly as launch/*.py parse it (fresh flag registry)."""
-    argv = [__file__, f"--config={os.path.join(ROOT, spec)}", *overrides]
-    values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "config", flag_values=values, lock_config=True, sys_argv=argv)
-    values(argv)
-    return values.config
+    """`--config=<spec> [--config.key=value ...]` parsed exactly as launch/*.py parse it."""
+    return sweep.load_config(spec, overrides)
 
 
 @functools.lru_cache(maxsize=None)
@@ -179,15 +173,14 @@ def test_config_loads_and_resolves(spec):
     elif "formats" in config:
         check_data_section(config)
     elif "grid" in config:
-        from t5x_like import sweep
-        assert sweep.expand(config, "/tmp/unused")
+        runs = sweep.expand(config, "/nonexistent/sweep")  # loads every run's experiment config
+        assert len(runs) == len({r.name for r in runs}) > 0
     else:
         pytest.fail(f"{spec}: not a model, data, experiment or sweep config: keys {sorted(config)}")
 
 
 def test_overrides_apply_on_top_of_a_paper_config():
-    config = load("configs/experiments/paper_setup.py:setup4,mistral_7b", "--config.tuning.seeds=1234",
-                  "--config.hardware=h100-8")
+    config = load("configs/experiments/paper_setup.py:setup4,mistral_7b", "tuning.seeds=1234", "hardware=h100-8")
     assert (config.tuning.seeds, config.hardware, config.data.mixture) == ("1234", "h100-8", "setup4")
     check_experiment(config)
 
@@ -220,9 +213,9 @@ def test_paper_70b_needs_sixteen_v5e_chips():
 
 
 def test_variant_without_argument_is_a_clear_error():
-    with pytest.raises(Exception, match="needs a variant argument"):
+    with pytest.raises(sweep.SweepError, match="needs a variant argument"):
         load("configs/experiments/paper_variants.py")
-    with pytest.raises(Exception, match="unknown model"):
+    with pytest.raises(sweep.SweepError, match="unknown model"):
         load("configs/experiments/paper_setup.py:setup1,gpt2")
-    with pytest.raises(Exception, match="unknown mixture setup"):
+    with pytest.raises(sweep.SweepError, match="unknown mixture setup"):
         load("configs/experiments/paper_setup.py:setup9")
