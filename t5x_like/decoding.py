@@ -235,8 +235,12 @@ class Generator:
 
     def generate_tokens(self, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int],
                         stop_sequences: Sequence[Sequence[tuple[int, ...]]] | None = None,
-                        temperature: float = 0.0, progress: bool = True) -> list[TokenGeneration]:
-        """Generated ids per prompt, in input order; prompts are grouped longest first into batches."""
+                        temperature: float = 0.0, seed: int | None = None, progress: bool = True
+                        ) -> list[TokenGeneration]:
+        """Generated ids per prompt, in input order; prompts are grouped longest first into batches.
+
+        Sampling (temperature > 0) draws from `seed` (default: the generator's) folded with the batch index.
+        """
         stop_sequences = stop_sequences or [()] * len(prompts)
         fitted = [self.fit_prompt(p, n) for p, n in zip(prompts, max_new_tokens)]
         truncated = sum(t for _, t in fitted)
@@ -250,7 +254,8 @@ class Generator:
         while start < len(order):
             rows = order[start:start + self.rows(bucket_for(len(fitted[order[start]][0]), self.buckets))]
             outputs = self._run([fitted[i][0] for i in rows], [max_new_tokens[i] for i in rows],
-                                [stop_sequences[i] for i in rows], temperature, batch_index)
+                                [stop_sequences[i] for i in rows], temperature,
+                                jax.random.fold_in(jax.random.key(self.seed if seed is None else seed), batch_index))
             for i, out in zip(rows, outputs):
                 results[i] = dataclasses.replace(out, truncated=fitted[i][1])
             bar.update(len(rows))
@@ -261,7 +266,7 @@ class Generator:
         return results  # type: ignore[return-value]
 
     def _run(self, prompts: list[list[int]], max_new: list[int], stops: list[Sequence[tuple[int, ...]]],
-             temperature: float, batch_index: int) -> list[TokenGeneration]:
+             temperature: float, rng: jax.Array) -> list[TokenGeneration]:
         """One batch: pad, run the compiled program, unpack rows."""
         num_new = new_tokens_bucket(max(max_new))
         prompt_len = bucket_for(max(map(len, prompts)), self.buckets)  # cache slots may exceed max_length; positions do not
@@ -271,7 +276,6 @@ class Generator:
         max_new_b = np.zeros((b,), np.int32)
         max_new_b[:len(max_new)] = max_new
         seqs, lens = stop_arrays(stops, b)
-        rng = jax.random.fold_in(jax.random.key(self.seed), batch_index)
         start = time.perf_counter()
         out, count = jax.device_get(program(self.params, tokens, valid, max_new_b, seqs, lens,
                                             np.float32(temperature), rng))
