@@ -202,14 +202,15 @@ def test_paper_main_study_hyperparameters():
     assert set(mixtures.mixture_tasks("default")) <= set(pipeline.parse_names(c.data.tasks))
 
 
-def test_paper_70b_needs_sixteen_v5e_chips():
-    c = load("configs/experiments/paper_llama2_70b.py")
-    model = sources.model_config(c.model)
+@pytest.mark.parametrize("model", ["llama2_7b", "llama2_13b", "mistral_7b", "llama2_70b"])
+def test_paper_training_fits_the_named_hardware(model):
+    c = load(f"configs/experiments/paper_{model}.py")
     hw, devices = estimates.parse_hardware(c.hardware)
     data, fsdp, tensor = partitioning.resolve_mesh_shape(tuple(c.partitioning.mesh_shape), devices)
-    shape = estimates.TrainShape(2, 4096, data, fsdp, tensor, True, True)
-    assert estimates.estimate_training(model.replace(lora=LoraConfig()), shape, hw).fits
-    assert c.partitioning.multi_host  # a v5litepod-16 slice is 4 hosts
+    shape = estimates.TrainShape(c.train.batch_size, max(c.train.buckets), data, fsdp, tensor, True,
+                                 c.model.remat_policy != "none")
+    lora = LoraConfig(c.train.lora.rank, c.train.lora.alpha, c.train.lora.dropout, tuple(c.train.lora.targets))
+    assert estimates.estimate_training(sources.model_config(c.model).replace(lora=lora), shape, hw).fits
 
 
 def test_variant_without_argument_is_a_clear_error():

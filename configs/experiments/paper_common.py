@@ -28,15 +28,17 @@ MODELS = {
 }
 DEFAULT_MODEL = "llama2_7b"
 
-# Where each model trains with the paper's batch of 2: data x fsdp must divide 2, tensor must divide
-# the KV heads (8 for Mistral / 70B). 8 devices (a TPU v5e-8 host, or 8xH100 with
-# --config.hardware=h100-8) as fsdp 2 x tensor 4; the 70B weights (129 GiB in bf16) need 16 v5e
-# chips (v5litepod-16: 4 hosts) as fsdp 2 x tensor 8, or 8xH100. Per-device estimates: docs/running.md.
+# Where each model runs. Training shards over 8 devices as fsdp 2 x tensor 4 (the paper's batch of 2
+# must divide data x fsdp; tensor must divide the KV heads: 8 for Mistral and 70B). Evaluation
+# (t5x_like/engine.py) runs on ONE device: the whole bf16 model + KV cache must fit a single chip, which
+# rules out 16 GiB TPU v5e chips for every paper model; hence 8xH100 by default. The same mesh
+# trains on a TPU v5e-8 (--config.hardware=tpu-v5e-8; training only). The 70B trains on 8xH100 but
+# fits no single device for evaluation. Per-device numbers: docs/running.md.
 PLACEMENT = {  # model -> (hardware, mesh_shape (data, fsdp, tensor), multi_host)
-    "llama2_7b": ("tpu-v5e-8", (1, 2, 4), False),
-    "llama2_13b": ("tpu-v5e-8", (1, 2, 4), False),
-    "mistral_7b": ("tpu-v5e-8", (1, 2, 4), False),
-    "llama2_70b": ("tpu-v5e-16", (1, 2, 8), True),
+    "llama2_7b": ("h100-8", (1, 2, 4), False),
+    "llama2_13b": ("h100-8", (1, 2, 4), False),
+    "mistral_7b": ("h100-8", (1, 2, 4), False),
+    "llama2_70b": ("h100-8", (1, 2, 4), False),
 }
 
 # The test tasks of every paper experiment: the original's 37 test_tasks, BIG-bench (8), GSM8K (MC).
@@ -90,7 +92,7 @@ def paper(model: str = DEFAULT_MODEL, setup: str = "default") -> ml_collections.
     config.model = MODELS[model]()
     config.model.dtype = "bfloat16"
     config.model.param_dtype = "bfloat16"  # frozen base in bf16 (the original: 4-bit QLoRA); adapters train in fp32
-    config.model.remat_policy = "full"  # 4096-token rows: recompute activations (fits 16 GiB v5e chips)
+    config.model.remat_policy = "full"  # 4096-token rows: without recompute a 7B step needs ~23 GiB per device
 
     d = config.data
     d.tasks = data_tasks(setup)
