@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -70,6 +71,15 @@ def _parse_seed(value: str) -> str:
     return str(int(number)) if number.is_integer() else text
 
 
+def strip_seed(adapter: str, seed: str) -> str:
+    """The adapter name without its seed: the seed, where it stands in the name as a number not
+    adjacent to other digits, becomes ``{seed}`` (``train/flan_seed42/export`` ->
+    ``train/flan_seed{seed}/export``), so that the seeds of one tuning setup form one group."""
+    if not seed or not adapter:
+        return adapter
+    return re.sub(rf"(?<!\d){re.escape(seed)}(?!\d)", "{seed}", adapter)
+
+
 def _numeric(frame: pd.DataFrame, column: str, path: str, allow_empty: bool) -> pd.Series:
     """Converts a text column to float, raising a ResultsError that lists the offending rows."""
     text = frame[column].str.strip()
@@ -102,6 +112,7 @@ def read_scores(path: str) -> pd.DataFrame:
                                f"{[int(i) + 2 for i in empty[:5]]}.")
     out["cluster"] = out["cluster"].replace("", "none")
     out["seed"] = [_parse_seed(s) for s in frame["seed"]]
+    out["adapter"] = [strip_seed(a, s) for a, s in zip(out["adapter"], out["seed"])]
     out["seen"] = [_parse_bool(v, f"{path} line {i + 2}") for i, v in enumerate(frame["seen"])]
     out["value"] = _numeric(frame, "value", path, allow_empty=False)
     if not np.isfinite(out["value"]).all():

@@ -173,5 +173,24 @@ def with_series_labels(means: pd.DataFrame) -> pd.DataFrame:
     """Adds ``series``: the setting name, or ``setting [adapter]`` where a model's setting has
     rows of several adapters (the label used in per-task tables and figures)."""
     adapters = means.groupby(["model", "setting"])["adapter"].transform("nunique")
-    labels = np.where(adapters > 1, means["setting"] + " [" + means["adapter"] + "]", means["setting"])
+    short = means["adapter"].map(short_adapter_labels(list(means["adapter"])))
+    labels = np.where(adapters > 1, means["setting"] + " [" + short + "]", means["setting"])
     return means.assign(series=labels)
+
+
+def short_adapter_labels(adapters: Sequence[str]) -> dict[str, str]:
+    """Display names of adapters: with several, the path components they all share at the start and
+    at the end are dropped (``/w/train/flan_seed{seed}/export/model`` -> ``flan_seed{seed}``)."""
+    names = sorted({a for a in adapters if a})
+    labels = {a: a for a in set(adapters)}
+    if len(names) < 2:
+        return labels
+    parts = [n.split("/") for n in names]
+    start = 0
+    while all(len(p) > start + 1 for p in parts) and len({p[start] for p in parts}) == 1:
+        start += 1
+    end = 0
+    while all(len(p) > start + end + 1 for p in parts) and len({p[-1 - end] for p in parts}) == 1:
+        end += 1
+    labels.update({n: "/".join(p[start:len(p) - end]) for n, p in zip(names, parts)})
+    return labels

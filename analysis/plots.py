@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from analysis.pairs import Pair, setting_order  # noqa: E402
+from analysis.pairs import Pair, setting_order, short_adapter_labels  # noqa: E402
 from analysis.tables import atomic_write, format_p  # noqa: E402
 
 _MARKERS = {True: "o", False: "^"}
@@ -52,9 +52,9 @@ def cluster_colours(clusters: Sequence[str]) -> dict[str, tuple]:
     return {name: palette[i % len(palette)] for i, name in enumerate(names)}
 
 
-def _pair_title(pair: Pair, multi_adapter: bool) -> str:
-    """Panel title: 'tuned vs base', with the adapter when a model has several."""
-    suffix = f" [{pair.adapter}]" if multi_adapter else ""
+def _pair_title(pair: Pair, adapter_label: str | None) -> str:
+    """Panel title: 'tuned vs base', with the adapter's label when a tuned setting has several."""
+    suffix = f" [{adapter_label}]" if adapter_label is not None else ""
     return f"{pair.tuned_setting}{suffix} vs {pair.base_setting}"
 
 
@@ -66,6 +66,7 @@ def figure1(pairs: Sequence[Pair], task_info: pd.DataFrame, correlations: pd.Dat
     base_settings = setting_order([p.base_setting for p in pairs])
     adapters_per_setting = pd.Series([g[1] for g in tuned_groups]).value_counts()
     multi_adapter = bool((adapters_per_setting > 1).any())
+    labels = short_adapter_labels([p.adapter for p in pairs])
     colours = cluster_colours(task_info["cluster"])
     n_rows, n_cols = len(tuned_groups), len(base_settings)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols + 0.4, 3.5 * n_rows + 0.6),
@@ -77,7 +78,7 @@ def figure1(pairs: Sequence[Pair], task_info: pd.DataFrame, correlations: pd.Dat
                   base_settings.index(pair.base_setting)]
         ax.set_visible(True)
         _draw_panel(ax, pair, task_info, colours, correlations)
-        ax.set_title(_pair_title(pair, multi_adapter), fontsize=10)
+        ax.set_title(_pair_title(pair, labels[pair.adapter] if multi_adapter else None), fontsize=10)
     for ax, (adapter, tuned) in zip(axes[:, 0], tuned_groups):
         ax.set_ylabel(f"{tuned} score (seed mean)")
     for ax, base in zip(axes[-1], base_settings):

@@ -18,8 +18,8 @@ from absl import logging
 
 from analysis import claims, correlations, plots, stats
 from analysis.load import Results, ResultsError, load_results
-from analysis.pairs import (TUNED_SETTINGS, Pair, build_pairs, is_tuned, seed_means, task_info,
-                            with_series_labels)
+from analysis.pairs import (TUNED_SETTINGS, Pair, build_pairs, is_tuned, seed_means,
+                            short_adapter_labels, task_info, with_series_labels)
 from analysis.tables import (atomic_write, format_cell, format_mean_std, format_number, format_p,
                              to_markdown, write_table)
 
@@ -34,11 +34,16 @@ class Block:
 
 # ----------------------------------------------------------------------------- display tables
 
+def _add_adapter_column(out: pd.DataFrame, table: pd.DataFrame) -> None:
+    """Adds the short adapter label as a column of a display table when there are several."""
+    if table["adapter"].nunique() > 1:
+        out["adapter"] = table["adapter"].map(short_adapter_labels(list(table["adapter"]))).to_numpy()
+
+
 def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
     """The correlation table for reading: coefficients with CI, p and Holm p, per-seed mean ± sd."""
     out = pd.DataFrame({"model": table["model"]})
-    if table["adapter"].nunique() > 1:
-        out["adapter"] = table["adapter"]
+    _add_adapter_column(out, table)
     out["tuned"], out["base"], out["subset"], out["n"] = (
         table["tuned_setting"], table["base_setting"], table["subset"], table["n"])
     symbols = {"spearman": "ρ", "pearson": "r", "kendall": "τ"}
@@ -88,8 +93,10 @@ def per_task_table(means: pd.DataFrame, info: pd.DataFrame, tuned_settings: Sequ
 
 def paired_display(paired: pd.DataFrame) -> pd.DataFrame:
     """Per-task paired comparisons for reading (differences in accuracy points)."""
-    return pd.DataFrame({
-        "model": paired["model"], "tuned": paired["tuned_setting"], "base": paired["base_setting"],
+    out = pd.DataFrame({"model": paired["model"]})
+    _add_adapter_column(out, paired)
+    return out.assign(**{
+        "tuned": paired["tuned_setting"], "base": paired["base_setting"],
         "task": paired["task"], "items": paired["n_items"], "seeds": paired["n_seeds"],
         "tuned acc": paired["tuned_acc"].map(lambda v: format_number(v, 1)),
         "base acc": paired["base_acc"].map(lambda v: format_number(v, 1)),
@@ -104,6 +111,7 @@ def verdict_counts(paired: pd.DataFrame) -> pd.DataFrame:
     counts = paired.groupby(["model", "adapter", "tuned_setting", "base_setting", "verdict"]).size()
     table = counts.unstack("verdict", fill_value=0).reset_index()
     table.columns.name = None
+    table["adapter"] = table["adapter"].map(short_adapter_labels(list(table["adapter"])))
     return table
 
 
@@ -111,6 +119,7 @@ def capabilities_display(caps: pd.DataFrame) -> pd.DataFrame:
     """New-capability tasks for reading: chance rate, tuned score and every base score."""
     base_columns = [c for c in caps.columns if c.endswith("_mean") and c != "tuned_mean"]
     out = caps[["model", "adapter", "tuned_setting", "task", "cluster", "seen"]].copy()
+    out["adapter"] = out["adapter"].map(short_adapter_labels(list(out["adapter"])))
     out["chance"] = caps["chance"].map(lambda v: format_number(v, 1))
     out["tuned"] = caps["tuned_mean"].map(lambda v: format_number(v, 1))
     out["Holm p (tuned > chance)"] = caps["tuned_p_holm"].map(format_p)

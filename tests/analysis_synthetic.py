@@ -1,10 +1,12 @@
-"""A realistic synthetic results tree for the analysis tests, laid out as launch/evaluate writes it.
+"""A realistic synthetic results tree for the analysis tests, laid out as t5x_like.experiment writes it.
 
-One model; 14 tasks in 7 clusters (multiple-choice and generative, seen and held-out); base settings
-base_d and gold_pipeline (bare base model, no seed), samplegen_pipeline (fed by each SampleGen
-adapter seed), and tuned settings flan_d and samplegen_d with 3 seeds each. Each run directory holds
-its scores.csv and predictions/<setting>/<task>.jsonl. Item outcomes are simulated from a latent
-per-task skill, so tuned and base scores correlate, and one task (trec) is solved only when tuned.
+One model; 14 tasks in 7 clusters (multiple-choice and generative, seen and held-out). eval/base
+holds base_d and gold_pipeline (adapter '', the eval seed 42); eval/<format>_seed<s> holds flan_d, or
+samplegen_d and samplegen_pipeline (the base model continuing that run's SampleGen-D output: adapter
+''), with the tuned model's export path as adapter (it contains the seed) and 3 seeds per format;
+an extra column `mode` as the evaluator writes it. Each run directory holds its scores.csv and
+predictions/<setting>/<task>.jsonl. Item outcomes are simulated from a latent per-task skill, so
+tuned and base scores correlate, and one task (trec) is solved only when tuned.
 """
 from __future__ import annotations
 
@@ -37,8 +39,9 @@ TASKS = {
 # How much of a task's latent skill each setting realises (base_d is near chance).
 STRENGTH = {"base_d": 0.08, "gold_pipeline": 0.7, "samplegen_pipeline": 0.6, "flan_d": 0.85,
             "samplegen_d": 0.8}
+BASE = ("base_d", "gold_pipeline", "samplegen_pipeline")  # settings answered by the base model
 SCORE_COLUMNS = ["model", "adapter", "seed", "setting", "task", "cluster", "category", "seen",
-                 "metric", "value", "n", "num_options"]
+                 "metric", "value", "n", "num_options", "mode"]
 
 
 def _skills(rng: np.random.Generator) -> dict[str, float]:
@@ -83,10 +86,10 @@ def _run_rows(rng, skills, easiness, adapter: str, seed: str, settings: tuple[st
             else:  # a generative metric: monotone in the skill, with noise
                 value = float(np.clip(60 * STRENGTH[setting] * skills[task] + rng.normal(0, 2), 0, 100))
                 labels = None
-            rows.append({"model": MODEL, "adapter": adapter, "seed": seed, "setting": setting,
-                         "task": task, "cluster": cluster, "category": category,
-                         "seen": seen if adapter else False, "metric": metric, "value": value,
-                         "n": N_ITEMS, "num_options": options})
+            rows.append({"model": MODEL, "adapter": "" if setting in BASE else adapter, "seed": seed,
+                         "setting": setting, "task": task, "cluster": cluster, "category": category,
+                         "seen": seen, "metric": metric, "value": value, "n": N_ITEMS,
+                         "num_options": options, "mode": "generate"})
             items = [{"id": f"{task}-{i}", "correct": bool(c), "prediction": "x"} for i, c in
                      enumerate(correct)]
             if labels:
@@ -101,11 +104,11 @@ def write_results_tree(root: str, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
     skills = _skills(rng)
     easiness = {task: rng.uniform(size=N_ITEMS) for task in TASKS}
-    runs = [(os.path.join(root, MODEL, "base"), "", "", ("base_d", "gold_pipeline"))]
+    runs = [(os.path.join(root, "eval", "base"), "", "42", ("base_d", "gold_pipeline"))]
     for s in SEEDS:
-        runs.append((os.path.join(root, MODEL, f"flan_seed{s}"), "flan", str(s), ("flan_d",)))
-        runs.append((os.path.join(root, MODEL, f"samplegen_seed{s}"), "samplegen", str(s),
-                     ("samplegen_d", "samplegen_pipeline")))
+        for fmt, settings in (("flan", ("flan_d",)), ("samplegen", ("samplegen_d", "samplegen_pipeline"))):
+            export = os.path.join(root, "train", f"{fmt}_seed{s}", "export", "model")
+            runs.append((os.path.join(root, "eval", f"{fmt}_seed{s}"), export, str(s), settings))
     for run_dir, adapter, run_seed, settings in runs:
         rows, predictions = _run_rows(rng, skills, easiness, adapter, run_seed, settings)
         _write_run(run_dir, rows, predictions)

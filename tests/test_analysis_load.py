@@ -132,3 +132,13 @@ def test_setting_classification():
     assert not pairs.is_tuned("samplegen_pipeline") and not pairs.is_tuned("flan_direct")
     assert pairs.setting_order(["base_d", "x_variant", "flan_d", "gold_pipeline"]) == [
         "flan_d", "gold_pipeline", "base_d", "x_variant"]
+
+
+def test_seed_is_stripped_from_adapter_names_and_short_labels():
+    assert load.strip_seed("/w/train/flan_seed42/export/model", "42") == "/w/train/flan_seed{seed}/export/model"
+    assert load.strip_seed("/w/142/a_42", "42") == "/w/142/a_{seed}"
+    assert load.strip_seed("flan", "42") == "flan" and load.strip_seed("", "42") == ""
+    labels = pairs.short_adapter_labels(["/w/train/flan_seed{seed}/export/model",
+                                         "/w/train/samplegen_seed{seed}/export/model", ""])
+    assert labels == {"/w/train/flan_seed{seed}/export/model": "flan_seed{seed}",
+                      "/w/train/samplegen_seed{seed}/export/model": "samplegen_seed{seed}", "": ""}

@@ -47,6 +47,7 @@ def test_correlations_csv_has_contract_columns_and_rows(analysis):
             "spearman_seed_std"} <= set(written.columns)
     all_rows = written[written["subset"] == "all"]
     assert len(all_rows) == 6 and set(all_rows["n"]) == {len(synthetic.TASKS)}
+    assert set(all_rows["n_seeds"]) == {3}  # the seed inside the adapter path does not split groups
     assert {"seen", "held_out", "nlu", "nlg", "cluster:nli"} <= set(written["subset"])
     assert "cluster:misc" not in set(written["subset"])  # 2 tasks < min_cluster_tasks
     assert len(written) == len(table)
