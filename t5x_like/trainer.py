@@ -103,7 +103,7 @@ def build_train_step(model: Llama, tx: optax.GradientTransformation, schedule: o
         denominator = jnp.maximum(weight, 1.0)
         grads = jax.tree.map(lambda g: g / denominator, grads)
         loss = nll / denominator
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
