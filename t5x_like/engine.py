@@ -7,10 +7,11 @@ are reused across calls.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -85,3 +86,87 @@ class Engine:
         """Counters (requests, truncations, batches, compile / compute seconds, FLOPs) of both paths."""
         return {"score": dict(self.scorer.stats), "generate": dict(self.generator.stats),
                 "compile_counts": self.compile_counts}
+
+
+# --------------------------------------------------------------------------------------------
+# jsonl request files (the CLIs' formats, also used by later stages)
+# --------------------------------------------------------------------------------------------
+class RequestFileError(ValueError):
+    """A request file that cannot be read; the message names the file and line."""
+
+
+def _numbered_objects(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, JSON object) of every non-blank line of a jsonl file."""
+    if not os.path.isfile(path):
+        raise RequestFileError(f"{path}: request file not found")
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RequestFileError(f"{path}:{number}: malformed JSON line ({e.msg})") from e
+            if not isinstance(obj, dict):
+                raise RequestFileError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+            yield number, obj
+
+
+def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
+    """obj[key] checked against `kind` (a missing key takes `default` when one is given)."""
+    if key not in obj:
+        if default is ...:
+            raise RequestFileError(f"{where}: missing field {key!r}")
+        return default
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise RequestFileError(f"{where}: field {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def read_score_requests(path: str) -> tuple[list[dict[str, Any]], list[ScoreRequest]]:
+    """Rows `{"id", "context", "continuation"}` of a jsonl file and their requests; all checked up front."""
+    rows, requests = [], []
+    for number, obj in _numbered_objects(path):
+        where = f"{path}:{number}"
+        context = _field(obj, "context", str, where)
+        continuation = _field(obj, "continuation", str, where)
+        if not (context + continuation)[len(context.rstrip()):]:
+            raise RequestFileError(f"{where}: empty continuation; there is nothing to score")
+        rows.append(obj)
+        requests.append(ScoreRequest(context, continuation))
+    if not rows:
+        raise RequestFileError(f"{path}: no requests")
+    return rows, requests
+
+
+def read_generation_requests(path: str, default_max_new_tokens: int) -> tuple[list[dict[str, Any]], list[GenerationRequest]]:
+    """Rows `{"id", "prompt", "max_new_tokens", "stop": [..]}` of a jsonl file and their requests."""
+    rows, requests = [], []
+    for number, obj in _numbered_objects(path):
+        where = f"{path}:{number}"
+        prompt = _field(obj, "prompt", str, where)
+        max_new = _field(obj, "max_new_tokens", int, where, default_max_new_tokens)
+        if max_new < 1:
+            raise RequestFileError(f"{where}: max_new_tokens must be >= 1, got {max_new}")
+        stop = _field(obj, "stop", (list, str), where, [])
+        stop = [stop] if isinstance(stop, str) else stop
+        if not all(isinstance(s, str) and s for s in stop):
+            raise RequestFileError(f"{where}: 'stop' must be a list of non-empty strings, got {stop!r}")
+        rows.append(obj)
+        requests.append(GenerationRequest(prompt, max_new, tuple(stop)))
+    if not rows:
+        raise RequestFileError(f"{path}: no requests")
+    return rows, requests
+
+
+def score_fields(result: ScoreResult) -> dict[str, Any]:
+    """The fields a scored request line gains."""
+    return {"logprob": result.logprob, "is_greedy": result.is_greedy, "num_tokens": result.num_tokens,
+            "truncated": result.truncated}
+
+
+def generation_fields(generation: Generation) -> dict[str, Any]:
+    """The fields a generation request line gains."""
+    return {"text": generation.text, "num_tokens": generation.num_tokens,
+            "finish_reason": generation.finish_reason, "truncated": generation.truncated}

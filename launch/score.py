@@ -1,0 +1,46 @@
+"""Loglikelihood of (context, continuation) requests in a jsonl file, lm-evaluation-harness semantics.
+
+  python -m launch.score --model=DIR --requests=IN.jsonl --output=OUT.jsonl [--dtype=float32|bfloat16] [--batch_size=N]
+
+Input lines `{"id", "context", "continuation"}`; output lines are the input objects plus
+`{"logprob", "is_greedy", "num_tokens", "truncated"}`, in input order. The request file is checked
+before the model loads; errors print one line and exit non-zero, and the output file only appears
+once complete.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from absl import app, flags, logging
+
+from t5x_like.engine import Engine, read_score_requests, score_fields
+from t5x_like.io_utils import atomic_write_jsonl
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Hugging Face model directory (config.json, safetensors, tokenizer).", required=True)
+flags.DEFINE_string("requests", None, "Input jsonl: {id, context, continuation} per line.", required=True)
+flags.DEFINE_string("output", None, "Output jsonl (written atomically).", required=True)
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute and parameter dtype.")
+flags.DEFINE_integer("batch_size", 16, "Rows per batch (fewer in long length buckets).")
+flags.DEFINE_integer("max_length", 0, "Longest window in tokens (0: the model's max_position_embeddings).")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    start = time.perf_counter()
+    try:
+        rows, requests = read_score_requests(FLAGS.requests)
+        engine = Engine.from_dir(FLAGS.model, dtype=FLAGS.dtype, batch_size=FLAGS.batch_size,
+                                 max_length=FLAGS.max_length or None)
+        results = engine.score(requests)
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+    atomic_write_jsonl(FLAGS.output, [{**row, **score_fields(r)} for row, r in zip(rows, results)])
+    logging.info("scored %d requests (%d truncated) in %.1fs; compiled %s; wrote %s", len(results),
+                 sum(r.truncated for r in results), time.perf_counter() - start, engine.compile_counts, FLAGS.output)
+
+
+if __name__ == "__main__":
+    app.run(main)
