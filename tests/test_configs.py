@@ -30,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = {
     "configs/data/mixture.py": ["setup1", "setup7"],
     "configs/data/variants.py": ["setup3"],
+    "configs/data/paper.py": ["setup3"],
     "configs/experiments/paper_setup.py": [f"setup{k}" for k in range(1, 8)] + ["default,mistral_7b",
                                                                                "setup2,llama2_13b"],
     "configs/experiments/paper_variants.py": ["unified", "corrupted", "noanswer", "relevance", "gp_ablation",
@@ -220,3 +221,7 @@ def test_variant_without_argument_is_a_clear_error():
         load("configs/experiments/paper_setup.py:setup1,gpt2")
     with pytest.raises(sweep.SweepError, match="unknown mixture setup"):
         load("configs/experiments/paper_setup.py:setup9")
+
+
+def test_paper_data_config_is_the_experiments_data_section():
+    assert load("configs/data/paper.py:setup5").to_dict() == load("configs/experiments/paper_setup.py:setup5").data.to_dict()
