@@ -41,12 +41,20 @@ def init_cache(config: ModelConfig, batch: int, length: int, dtype: Any = None) 
 
 
 def attention_mask(q_pos_bt: jax.Array, kv_pos_bs: jax.Array, kv_valid_bs: jax.Array,
-                   sliding_window: int | None) -> jax.Array:
-    """Boolean (B, 1, T, S): causal by position, valid keys only, optional sliding window."""
+                   sliding_window: int | None, segments_bt: jax.Array | None = None) -> jax.Array:
+    """Boolean (B, 1, T, S): causal by position, valid keys only, optional sliding window.
+
+    With `segments_bt` (no cache), a row packs one shared prefix (segment 0) and several branches
+    (segments 1, 2, ...) that continue it at the same positions: a branch sees the prefix and
+    itself, never another branch — k multiple-choice options score in one pass over the context.
+    """
     delta_bts = q_pos_bt[:, :, None] - kv_pos_bs[:, None, :]
     mask_bts = kv_valid_bs[:, None, :] & (delta_bts >= 0)
     if sliding_window is not None:
         mask_bts &= delta_bts < sliding_window
+    if segments_bt is not None:
+        kv_seg = segments_bt[:, None, :]
+        mask_bts &= (kv_seg == 0) | (kv_seg == segments_bt[:, :, None])
     return mask_bts[:, None]
 
 
@@ -183,10 +191,15 @@ class Llama(nn.Module):
                                       param_dtype=c.jnp_param_dtype)
 
     def __call__(self, tokens_bt: jax.Array, positions_bt: jax.Array, valid_bt: jax.Array | None = None,
-                 cache: Cache | None = None, cache_index: jax.Array | None = None
-                 ) -> tuple[jax.Array, Cache | None]:
-        """Runs the decoder; with `cache`, writes these T tokens at slot `cache_index` and attends to all slots."""
+                 cache: Cache | None = None, cache_index: jax.Array | None = None,
+                 segments_bt: jax.Array | None = None) -> tuple[jax.Array, Cache | None]:
+        """Runs the decoder; with `cache`, writes these T tokens at slot `cache_index` and attends to all slots.
+
+        `segments_bt` (prefix = 0, branches = 1, 2, ...) packs branches sharing a prefix; see attention_mask.
+        """
         c = self.config
+        if segments_bt is not None and cache is not None:
+            raise ValueError("segments_bt (packed branches) cannot be combined with a KV cache")
         if valid_bt is None:
             valid_bt = jnp.ones(tokens_bt.shape, bool)
         x_btd = self.embed_tokens(tokens_bt)
@@ -197,7 +210,7 @@ class Llama(nn.Module):
         else:
             kv_pos = jax.lax.dynamic_update_slice(cache["positions"], positions_bt.astype(jnp.int32), (0, cache_index))
             kv_valid = jax.lax.dynamic_update_slice(cache["valid"], valid_bt, (0, cache_index))
-        mask = attention_mask(positions_bt, kv_pos, kv_valid, c.sliding_window)
+        mask = attention_mask(positions_bt, kv_pos, kv_valid, c.sliding_window, segments_bt)
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             kv = None if cache is None else (cache["k"][i], cache["v"][i])
