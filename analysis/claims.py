@@ -7,7 +7,8 @@ intersection-union test: "different in every seed"), Holm-adjusted over the task
 The effect is the seed-mean accuracy difference with a paired bootstrap CI over items.
 
 Chance test: one-sided exact binomial test of accuracy > chance (chance = 100 / option count). The
-correct count is read from predictions when present, else round(value * n / 100). A tuned group
+correct count is read from predictions when present, else round(value * n / 100) for accuracy
+metrics (other metrics without predictions cannot be tested: NaN). A tuned group
 "solves" a task when it is above chance in every seed (max p over seeds, Holm over tasks < alpha);
 a base setting is "at chance" when no seed of it is above chance (min p over seeds >= alpha,
 uncorrected, which makes the "at chance" verdict harder to reach). Tasks without a chance rate
@@ -95,15 +96,25 @@ def paired_tests(pairs: Sequence[Pair], results: Results, n_bootstrap: int = 200
     return pd.concat(rows, ignore_index=True)
 
 
+ACCURACY_METRICS = frozenset({"accuracy", "acc", "acc_norm", "exact_match"})
+
+
 def _above_chance_p(results: Results, rows: pd.DataFrame, chance: float) -> dict[str, float]:
-    """seed -> one-sided binomial p-value of accuracy above chance for one run group on one task."""
+    """seed -> one-sided binomial p-value of accuracy above chance for one run group on one task.
+
+    The correct count comes from the predictions; without them, from value * n / 100 when the
+    metric is an accuracy, else the p-value is NaN (not testable: e.g. MCC is not a rate).
+    """
     p_values = {}
     for row in rows.itertuples():
         predictions = results.predictions.get((row.model, row.adapter, row.seed, row.setting, row.task))
         if predictions is not None:
             k, n = int(predictions.correct.sum()), len(predictions.correct)
-        else:
+        elif row.metric in ACCURACY_METRICS:
             k, n = int(round(row.value * row.n / 100.0)), int(row.n)
+        else:
+            p_values[row.seed] = float("nan")
+            continue
         p_values[row.seed] = stats.binomial_above_chance(k, n, chance)
     return p_values
 
@@ -124,7 +135,7 @@ def chance_checks(results: Results, task_info: pd.DataFrame,
             row = {"model": model, "adapter": adapter, "tuned_setting": setting, "task": task,
                    "cluster": task_info.loc[task, "cluster"], "seen": bool(task_rows["seen"].iloc[0]),
                    "chance": chance, "tuned_mean": task_rows["value"].mean(),
-                   "tuned_p_max": max(tuned_p.values())}
+                   "tuned_p_max": np.max(list(tuned_p.values()))}  # NaN if any seed is untestable
             base_at_chance = []
             for base_setting in setting_order(base_scores["setting"].unique()):
                 setting_rows = base_scores[base_scores["setting"] == base_setting]
@@ -135,7 +146,7 @@ def chance_checks(results: Results, task_info: pd.DataFrame,
                     continue
                 base_p = _above_chance_p(results, rows_b, chance)
                 row[f"{base_setting}_mean"] = rows_b["value"].mean()
-                base_at_chance.append(min(base_p.values()) >= alpha)
+                base_at_chance.append(bool(np.min(list(base_p.values())) >= alpha))  # untestable (NaN) is not "at chance"
             row["n_base_settings"] = len(base_at_chance)
             row["all_base_at_chance"] = bool(base_at_chance) and all(base_at_chance)
             family.append(row)

@@ -246,7 +246,7 @@ def load_results(results_dirs: Sequence[str]) -> Results:
             earlier = predictions.get(key)
             if earlier is not None and not earlier.correct.equals(value.correct):
                 raise ResultsError(f"conflicting predictions for {key}: {earlier.source} and "
-                                   f"{value.source} differ.")
+                                   f"{value.source} differ; pass each run's results only once.")
             predictions[key] = value
         logging.info("read %s: %d score rows", entry, len(scores))
     scores = union_scores(frames)

@@ -85,7 +85,7 @@ def figure1(pairs: Sequence[Pair], task_info: pd.DataFrame, correlations: pd.Dat
         ax.set_xlabel(f"{base} score")
     used = sorted(task_info.loc[sorted({t for p in pairs for t in p.tasks.index}), "cluster"].unique())
     handles = [Line2D([], [], ls="", marker="s", color=colours[c], label=c) for c in used]
-    handles += [Line2D([], [], ls="", marker=_MARKERS[True], color="k", mfc="none", label="seen"),
+    handles += [Line2D([], [], ls="", marker=_MARKERS[True], color="k", label="seen"),
                 Line2D([], [], ls="", marker=_MARKERS[False], color="k", mfc="none", label="held-out"),
                 Line2D([], [], ls="--", color="0.5", label="y = x")]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8,

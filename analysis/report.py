@@ -166,7 +166,7 @@ def _caveats(table: pd.DataFrame, info: pd.DataFrame, means: pd.DataFrame) -> li
     few = table[(table["n"] < correlations.FEW_TASKS) & (table["n"] > 0)]
     if len(few):
         caveats.append(f"{len(few)} of {len(table)} correlations rest on fewer than "
-                       f"{correlations.FEW_TASKS} tasks (n = {sorted(few['n'].unique())}): wide "
+                       f"{correlations.FEW_TASKS} tasks (n = {sorted(int(n) for n in few['n'].unique())}): wide "
                        "confidence intervals, and with n ≤ 5 even ρ = ±1 may not reach p < 0.05.")
     undefined = table[~np.isfinite(table["spearman"])]
     if len(undefined):
