@@ -68,8 +68,10 @@ spec = json.loads(sys.argv[1])
 overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["overrides"].items()}
 config = smoke_config(pathlib.Path(spec["mixture"]), pathlib.Path(spec["cache"]), **overrides)
 result = trainer.run(config, spec["workdir"])
+from jax.experimental import multihost_utils
 flat = traverse_util.flatten_dict(result.state.params)
-np.savez(spec["dump"], **{"/".join(k): np.asarray(v) for k, v in flat.items()})
+arrays = {"/".join(k): np.asarray(multihost_utils.process_allgather(v, tiled=True)) for k, v in flat.items()}
+np.savez(spec["dump"], **arrays)
 rows = [json.loads(l) for l in open(pathlib.Path(spec["workdir"]) / "metrics.jsonl")]
 print(json.dumps({"losses": [r["loss"] for r in rows if "loss" in r],
                   "eval": [r["eval_loss"] for r in rows if "eval_loss" in r], "step": result.step,
@@ -77,17 +79,28 @@ print(json.dumps({"losses": [r["loss"] for r in rows if "loss" in r],
 '''
 
 
-def train_in_subprocess(tmp: pathlib.Path, name: str, mixture: pathlib.Path, cache: pathlib.Path, devices: int,
-                        overrides: dict, workdir: pathlib.Path | None = None, timeout: int = 600) -> tuple[dict, dict]:
-    """(summary, final params as {path: array}) of a training run in a fresh `devices`-device process."""
-    import numpy as np
+def start_training(tmp: pathlib.Path, name: str, mixture: pathlib.Path, cache: pathlib.Path, devices: int,
+                   overrides: dict, workdir: pathlib.Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A fresh `devices`-device process running TRAIN_AND_DUMP; returns (process, dump file)."""
     spec = {"mixture": str(mixture), "cache": str(cache), "workdir": str(workdir or tmp / name),
             "dump": str(tmp / f"{name}.npz"), "overrides": overrides}
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", TRAIN_AND_DUMP, json.dumps(spec)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+               PYTHONPATH=str(REPO), JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_AND_DUMP, json.dumps(spec)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, spec["dump"]
+
+
+def finish_training(proc: subprocess.Popen, dump: str, timeout: int = 600) -> tuple[dict, dict]:
+    """(summary, final params as {path: array}) of a process from `start_training`."""
+    import numpy as np
+    out, err = proc.communicate(timeout=timeout)
     if proc.returncode:
-        raise AssertionError(f"training subprocess failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    return summary, dict(np.load(spec["dump"]))
+        raise AssertionError(f"training subprocess failed ({proc.returncode}):\n{err[-4000:]}")
+    return json.loads(out.strip().splitlines()[-1]), dict(np.load(dump))
+
+
+def train_in_subprocess(tmp: pathlib.Path, name: str, mixture: pathlib.Path, cache: pathlib.Path, devices: int,
+                        overrides: dict, workdir: pathlib.Path | None = None, timeout: int = 600) -> tuple[dict, dict]:
+    """(summary, final params as {path: array}) of a training run in a fresh `devices`-device process."""
+    return finish_training(*start_training(tmp, name, mixture, cache, devices, overrides, workdir), timeout=timeout)
