@@ -17,12 +17,12 @@ import os
 import jax
 import pytest
 
-from t5x_like import estimates, evaluation, experiment, partitioning, sweep
+from t5x_like import estimates, evaluation, experiment, partitioning, sweep, trainer
 from t5x_like.data import mixtures, pipeline
 from t5x_like.data import tasks as registry
 from t5x_like.models import lora as lora_lib
 from t5x_like.models import sources
-from t5x_like.models.config import LoraConfig, ModelConfig
+from t5x_like.models.config import ModelConfig
 from t5x_like.models.llama import init_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,8 +125,7 @@ def check_mesh(config, model: ModelConfig) -> None:
     partitioner.check_model(model.num_heads, model.num_kv_heads)
     t = config.train
     partitioner.check_batch(t.batch_size // t.microbatches)
-    lora = LoraConfig(t.lora.rank, t.lora.alpha, t.lora.dropout, tuple(t.lora.targets))
-    abstract = abstract_params(model.replace(lora=lora))
+    abstract = abstract_params(model.replace(lora=trainer.lora_config(t)))
     shardings = partitioner.shardings_of(abstract)
     partitioner.check_divisible(abstract, shardings, "params")
     _, adapters = lora_lib.split_lora(abstract)
@@ -210,8 +209,8 @@ def test_paper_training_fits_the_named_hardware(model):
     data, fsdp, tensor = partitioning.resolve_mesh_shape(tuple(c.partitioning.mesh_shape), devices)
     shape = estimates.TrainShape(c.train.batch_size, max(c.train.buckets), data, fsdp, tensor, True,
                                  c.model.remat_policy != "none")
-    lora = LoraConfig(c.train.lora.rank, c.train.lora.alpha, c.train.lora.dropout, tuple(c.train.lora.targets))
-    assert estimates.estimate_training(sources.model_config(c.model).replace(lora=lora), shape, hw).fits
+    model = sources.model_config(c.model).replace(lora=trainer.lora_config(c.train))
+    assert estimates.estimate_training(model, shape, hw).fits
 
 
 def test_variant_without_argument_is_a_clear_error():
