@@ -56,26 +56,31 @@ def subset_masks(tasks: pd.DataFrame, subsets: Sequence[str], min_cluster_tasks:
     return masks
 
 
-def _seed_coefficients(pair: Pair, mask: pd.Series, method: str) -> np.ndarray:
-    """The coefficient of each seed's pairing on the subset's tasks (NaN where undefined)."""
-    values = []
-    for frame in pair.per_seed.values():
+def per_seed_coefficients(pair: Pair, mask: pd.Series) -> pd.DataFrame:
+    """seed, n and the three coefficients of each seed's pairing on the subset's tasks (NaN where
+    undefined: fewer than MIN_N tasks or a constant vector)."""
+    rows = []
+    for seed, frame in pair.per_seed.items():
         frame = frame.loc[frame.index.intersection(mask.index[mask])]
-        if len(frame) < stats.MIN_N:
-            values.append(math.nan)
-            continue
-        values.append(stats.rowwise_coefficient(frame["tuned"].to_numpy()[None],
-                                                frame["base"].to_numpy()[None], method)[0])
-    return np.array(values, float)
+        row = {"seed": seed, "n": len(frame)}
+        for method in stats.METHODS:
+            row[method] = (stats.rowwise_coefficient(frame["tuned"].to_numpy()[None],
+                                                     frame["base"].to_numpy()[None], method)[0]
+                           if len(frame) >= stats.MIN_N else math.nan)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["seed", "n", *stats.METHODS])
 
 
-def correlate(pair: Pair, subset: str, mask: pd.Series, n_bootstrap: int, seed: int) -> dict:
-    """One row of the correlation table for one pair restricted to one subset of tasks."""
+def correlate(pair: Pair, subset: str, mask: pd.Series, n_bootstrap: int, seed: int
+              ) -> tuple[dict, pd.DataFrame]:
+    """One row of the correlation table for one pair restricted to one subset of tasks, and the
+    per-seed coefficients behind its seed mean / std columns."""
     tasks = pair.tasks[mask.reindex(pair.tasks.index, fill_value=False)]
     tuned, base = tasks["tuned_mean"].to_numpy(), tasks["base_mean"].to_numpy()
-    row = {"model": pair.model, "adapter": pair.adapter, "tuned_setting": pair.tuned_setting,
-           "base_setting": pair.base_setting, "base_adapter": pair.base_adapter, "subset": subset,
-           "n": len(tasks), "n_seeds": len(pair.per_seed)}
+    key = {"model": pair.model, "adapter": pair.adapter, "tuned_setting": pair.tuned_setting,
+           "base_setting": pair.base_setting, "base_adapter": pair.base_adapter, "subset": subset}
+    row = {**key, "n": len(tasks), "n_seeds": len(pair.per_seed)}
+    seeds = per_seed_coefficients(pair, mask)
     notes, p_method = [], ""
     indices = stats.bootstrap_indices(len(tasks), n_bootstrap, seed) if len(tasks) else None
     for method in stats.METHODS:
@@ -85,8 +90,7 @@ def correlate(pair: Pair, subset: str, mask: pd.Series, n_bootstrap: int, seed: 
         if np.isfinite(result.coef):
             low, high, _ = stats.bootstrap_ci(tuned, base, method, indices)
         row[f"{method}_ci_low"], row[f"{method}_ci_high"] = low, high
-        per_seed = _seed_coefficients(pair, mask, method)
-        finite = per_seed[np.isfinite(per_seed)]
+        finite = seeds[method].to_numpy()[np.isfinite(seeds[method].to_numpy())]
         row[f"{method}_seed_mean"] = float(finite.mean()) if len(finite) else math.nan
         row[f"{method}_seed_std"] = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
         p_method = p_method or result.p_method
@@ -95,24 +99,28 @@ def correlate(pair: Pair, subset: str, mask: pd.Series, n_bootstrap: int, seed: 
     if 0 < len(tasks) < FEW_TASKS:
         notes.append(f"few tasks (n={len(tasks)})")
     row["p_method"], row["note"] = p_method, "; ".join(notes)
-    return row
+    return row, seeds.assign(**key)[[*key, "seed", "n", *stats.METHODS]]
 
 
 def correlation_table(pairs: Sequence[Pair], task_info: pd.DataFrame,
                       subsets: Sequence[str] = DEFAULT_SUBSETS, min_cluster_tasks: int = 5,
-                      n_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """The correlation table over pairs x subsets, with Holm-adjusted p-values per coefficient."""
-    rows = []
+                      n_bootstrap: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The correlation table over pairs x subsets (Holm-adjusted p-values per coefficient) and the
+    per-seed coefficients (one row per pair x subset x seed)."""
+    rows, per_seed = [], []
     for i, pair in enumerate(pairs):
         tasks = pair.tasks.join(task_info[["cluster", "category"]])
         for subset, mask in subset_masks(tasks, subsets, min_cluster_tasks).items():
-            rows.append(correlate(pair, subset, mask, n_bootstrap, seed))
+            row, seeds = correlate(pair, subset, mask, n_bootstrap, seed)
+            rows.append(row)
+            per_seed.append(seeds)
         logging.info("correlations %d/%d: %s %s %s vs %s", i + 1, len(pairs), pair.model,
                      pair.adapter, pair.tuned_setting, pair.base_setting)
+    if not rows:
+        raise ValueError(f"subsets {list(subsets)} select no tasks (a cluster needs >= "
+                         f"{min_cluster_tasks} tasks for 'clusters'); add 'all' or name clusters.")
     table = pd.DataFrame(rows)
-    if table.empty:
-        return table
     for method in stats.METHODS:
         table.insert(table.columns.get_loc(f"{method}_p") + 1, f"{method}_p_holm",
                      stats.holm(table[f"{method}_p"]))
-    return table
+    return table, pd.concat(per_seed, ignore_index=True)

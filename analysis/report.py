@@ -293,7 +293,9 @@ def run_analysis(results_dirs: Sequence[str], output_dir: str,
                            f"for one model, a tuned setting ({', '.join(tuned_settings)} or a "
                            "variant '<name>_...') and a base setting on common tasks.")
     os.makedirs(os.path.join(output_dir, "figures"), exist_ok=True)
-    table = correlations.correlation_table(pairs, info, subsets, min_cluster_tasks, n_bootstrap, seed)
+    table, per_seed = correlations.correlation_table(pairs, info, subsets, min_cluster_tasks,
+                                                     n_bootstrap, seed)
+    atomic_write(os.path.join(output_dir, "correlations_per_seed.csv"), per_seed.to_csv(index=False))
     paired = claims.paired_tests(pairs, results, n_bootstrap, seed, alpha)
     checks = claims.chance_checks(results, info, tuned_settings, alpha)
     caps = claims.new_capabilities(checks)
@@ -371,7 +373,9 @@ def _write_claims(paired: pd.DataFrame, checks: pd.DataFrame, caps: pd.DataFrame
         significant = paired[paired["verdict"] != "no significant difference"]
         blocks += [Block("table", verdict_counts(paired), "Number of tasks per verdict."),
                    Block("table", paired_display(significant),
-                         "Tasks with a significant difference (all tasks in paired_tests.csv).")]
+                         "Tasks with a significant difference (all tasks in paired_tests.csv). "
+                         "acc = share of items whose prediction is 'correct' (for generative tasks "
+                         "the evaluator's per-item correctness, not the task metric).")]
     blocks.append(Block("h2", "H3: new capabilities (tuned solves, every base setting at chance)"))
     if not checks.empty:
         atomic_write(os.path.join(output_dir, "chance_checks.csv"), checks.to_csv(index=False))

@@ -66,11 +66,16 @@ def format_cell(value: object) -> str:
     return str(value)
 
 
+def _is_number_column(column: pd.Series) -> bool:
+    """Right-align numbers (not booleans)."""
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
     def row(cells):
         return "| " + " | ".join(format_cell(c).replace("|", r"\|") for c in cells) + " |"
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    numeric = [_is_number_column(frame[c]) for c in frame.columns]
     lines = [row(frame.columns), "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
     lines += [row(values) for values in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
@@ -83,7 +88,7 @@ def latex_escape(text: str) -> str:
 
 def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
     """A booktabs ``table`` environment (needs \\usepackage{booktabs})."""
-    align = "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) else "l" for c in frame.columns)
+    align = "".join("r" if _is_number_column(frame[c]) else "l" for c in frame.columns)
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{align}}}",
              r"\toprule", " & ".join(latex_escape(str(c)) for c in frame.columns) + r" \\",
              r"\midrule"]

@@ -70,6 +70,19 @@ def test_correlations_equal_scipy_on_independently_computed_seed_means(analysis,
         if per_seed:
             assert row.spearman_seed_mean == pytest.approx(np.mean(per_seed), abs=1e-12)
             assert row.spearman_seed_std == pytest.approx(np.std(per_seed, ddof=1), abs=1e-12)
+    per_seed = pd.read_csv(os.path.join(analysis[0], "correlations_per_seed.csv"), dtype={"seed": str},
+                           keep_default_na=False)
+    row = table[(table.subset == "all") & (table.tuned_setting == "flan_d") &
+                (table.base_setting == "samplegen_pipeline")].iloc[0]
+    seeds = per_seed[(per_seed.subset == "all") & (per_seed.tuned_setting == "flan_d") &
+                     (per_seed.base_setting == "samplegen_pipeline")]
+    assert sorted(seeds["seed"]) == sorted(str(s) for s in synthetic.SEEDS)
+    for seed_row in seeds.itertuples():  # the base seed paired with the same tuned seed
+        tuned = raw[(raw.setting == "flan_d") & (raw.seed == seed_row.seed)].set_index("task")["value"]
+        base = raw[(raw.setting == "samplegen_pipeline") & (raw.seed == seed_row.seed)].set_index("task")["value"]
+        assert seed_row.spearman == pytest.approx(sps.spearmanr(tuned, base.loc[tuned.index]).statistic)
+    assert row.spearman_seed_mean == pytest.approx(seeds["spearman"].mean())
+    assert row.spearman_seed_std == pytest.approx(seeds["spearman"].std(ddof=1))
     defined = table["spearman_p"].notna()
     np.testing.assert_allclose(table.loc[defined, "spearman_p_holm"],
                                multipletests(table.loc[defined, "spearman_p"], method="holm")[1])
