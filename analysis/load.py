@@ -230,24 +230,34 @@ def read_dir_predictions(results_dir: str, scores: pd.DataFrame) -> dict[Predict
     return found
 
 
+def _scores_path(entry: str) -> str:
+    """The scores.csv of a results location (a directory, or the file itself)."""
+    if os.path.isfile(entry):
+        return entry
+    if not os.path.isdir(entry):
+        raise ResultsError(f"{entry}: not a directory or a scores.csv file.")
+    return os.path.join(entry, "scores.csv")
+
+
 def load_results(results_dirs: Sequence[str]) -> Results:
-    """Loads and unions results directories (or ``scores.csv`` paths), predictions included."""
+    """Loads and unions results directories (or ``scores.csv`` paths), predictions included.
+
+    Every scores.csv is read and the union checked before any (large) predictions file is read.
+    """
     if not results_dirs:
         raise ResultsError("no results directories given (--results=DIR[,DIR...]).")
-    frames, predictions = [], {}
-    for entry in results_dirs:
-        is_file = os.path.isfile(entry)
-        results_dir = os.path.dirname(entry) if is_file else entry
-        if not is_file and not os.path.isdir(entry):
-            raise ResultsError(f"{entry}: not a directory or a scores.csv file.")
-        scores = read_scores(entry if is_file else os.path.join(entry, "scores.csv"))
-        frames.append(scores)
-        for key, value in read_dir_predictions(results_dir, scores).items():
+    paths = [_scores_path(entry) for entry in results_dirs]
+    frames = [read_scores(path) for path in paths]
+    scores = union_scores(frames)
+    predictions: dict[PredictionKey, Predictions] = {}
+    for path, frame in zip(paths, frames):
+        dir_predictions = read_dir_predictions(os.path.dirname(path), frame)
+        for key, value in dir_predictions.items():
             earlier = predictions.get(key)
             if earlier is not None and not earlier.correct.equals(value.correct):
                 raise ResultsError(f"conflicting predictions for {key}: {earlier.source} and "
                                    f"{value.source} differ; pass each run's results only once.")
             predictions[key] = value
-        logging.info("read %s: %d score rows", entry, len(scores))
-    scores = union_scores(frames)
+        logging.info("read %s: %d score rows, %d predictions files", path, len(frame),
+                     len(dir_predictions))
     return Results(scores=scores, predictions=predictions, sources=tuple(results_dirs))

@@ -154,6 +154,10 @@ def _make_pair(tuned: pd.DataFrame, scores: pd.DataFrame, model_means: pd.DataFr
                        (model_means["adapter"] == base_adapter)].set_index("task")
     tasks = tuned.set_index("task")[["mean", "std", "n_seeds", "seen"]].add_prefix("tuned_")
     tasks = tasks.rename(columns={"tuned_n_seeds": "n_seeds", "tuned_seen": "seen"})
+    unmatched = sorted(set(tasks.index) ^ set(base.index))
+    if unmatched:
+        logging.warning("model %s: %s [%s] vs %s: %d task(s) scored in only one of them, left out: %s",
+                        model, tuned_setting, adapter, base_setting, len(unmatched), unmatched)
     tasks = tasks.join(base[["mean", "std"]].add_prefix("base_"), how="inner")
     tuned_rows = scores[(scores["model"] == model) & (scores["adapter"] == adapter) &
                         (scores["setting"] == tuned_setting)]
