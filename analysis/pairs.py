@@ -88,7 +88,7 @@ def seed_means(scores: pd.DataFrame) -> pd.DataFrame:
         raise ResultsError(f"'seen' differs between seeds of {dict(zip(GROUP + ['task'], key))}.")
     grouped = scores.groupby(GROUP + ["task"], sort=True)
     table = grouped.agg(mean=("value", "mean"), std=("value", "std"), n_seeds=("value", "size"),
-                        seen=("seen", "first"), n=("n", "min")).reset_index()
+                        seen=("seen", "first")).reset_index()
     return table
 
 

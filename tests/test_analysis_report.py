@@ -180,3 +180,32 @@ def test_analysis_imports_no_model_code():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_several_models_adapters_and_variant_settings(tmp_path):
+    rng = np.random.default_rng(5)
+    rows = []
+    for model in ("llama2-7b", "mistral-7b"):
+        skill = rng.uniform(0, 1, 8)
+        for setting, adapter, seeds, strength in (("gold_pipeline", "", ("42",), 0.7),
+                                                   ("gold_pipeline_unified", "", ("42",), 0.6),
+                                                   ("flan_d", "/w/train/flan_seed{}/export", ("1", "2"), 0.9),
+                                                   ("flan_d", "/w/train/flan_setup3_seed{}/export", ("1", "2"), 0.8)):
+            for seed in seeds:
+                for k in range(8):
+                    rows.append(dict(model=model, adapter=adapter.format(seed), seed=seed, setting=setting,
+                                     task=f"task{k}", cluster=f"c{k % 2}", category="NLU",
+                                     seen=k < 3, metric="accuracy", n=100, num_options=2,
+                                     value=100 * strength * skill[k] + rng.normal(0, 1)))
+    os.makedirs(tmp_path / "r")
+    pd.DataFrame(rows).to_csv(tmp_path / "r" / "scores.csv", index=False)
+    out = tmp_path / "out"
+    table = report.run_analysis([str(tmp_path / "r" / "scores.csv")], str(out), ["all", "seen"],
+                                n_bootstrap=50)
+    assert len(table) == 2 * 2 * 2 * 2  # models x adapters x base settings x subsets
+    assert set(table["base_setting"]) == {"gold_pipeline", "gold_pipeline_unified"}
+    assert set(table["n_seeds"]) == {2}
+    markdown = (out / "correlations.md").read_text()
+    assert "| llama2-7b | flan_setup3_seed{seed} | flan_d | gold_pipeline_unified | all | 8 |" in markdown
+    for model in ("llama2-7b", "mistral-7b"):
+        assert (out / "figures" / f"figure1_{model}.png").is_file()
