@@ -15,6 +15,7 @@ def get_config():
     s.grid.seeds = "42,1234"
     s.split_seeds = True
     s.stages = "prepare,evaluate_base,train,evaluate_tuned"
-    s.overrides = ()
+    # every setting needs its format; the offline bundle's bool_q has no train split for Gold examples
+    s.overrides = ("data.formats=flan,samplegen,gold_pipeline,base_d", "data.carve_example_pool=True")
     s.python = "python"
     return s
