@@ -4,6 +4,8 @@ python -m launch.train --config=configs/experiments/smoke.py [--config.train.num
     --workdir=DIR [--export_dir=DIR]
 Rerunning the same command on the same workdir resumes from its latest checkpoint.
 """
+import logging as std_logging
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -16,8 +18,14 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, met
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Write the final model (HF dir) and LoRA adapter here.")
 
 
+def _not_orbax_info(record: std_logging.LogRecord) -> bool:
+    """Orbax logs every save phase at INFO; keep its warnings, drop the chatter from the console."""
+    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv: list[str]) -> None:
     del argv
+    logging.get_absl_handler().addFilter(_not_orbax_info)
     try:
         result = trainer.run(_CONFIG.value, _WORKDIR.value, _EXPORT_DIR.value)
     except trainer.USER_ERRORS as error:

@@ -473,21 +473,23 @@ def run(config: ml_collections.ConfigDict, workdir: str, export_dir: str | None 
     log.info("mesh %s, %d steps of %d rows, %d train / %d validation sequences, mode %s",
              dict(setup.partitioner.mesh.shape), setup.total_steps, cfg.batch_size, len(setup.data.seqs),
              len(setup.validation), cfg.mode)
-    compiled, eval_step = compile_steps(setup)
     ckpt = checkpoints.Checkpointer(workdir, max_to_keep=cfg.max_to_keep, async_save=cfg.async_checkpointing)
-    latest = ckpt.latest_step()
-    if latest is None:
-        frozen, state = load_frozen_and_init(setup)
-        position = 0
-        if jax.process_index() == 0:
-            io_utils.atomic_write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    else:
-        frozen = frozen_for_restore(setup)
-        target = checkpoints.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
-        state, data = ckpt.restore(latest, target)
-        position = int(data["position"])
-        log.info("resumed from step %d (data position %d)", latest, position)
     try:
+        latest = ckpt.latest_step()
+        finished = latest is not None and latest >= setup.total_steps
+        compiled, eval_step = ({}, None) if finished else compile_steps(setup)
+        if latest is None:
+            frozen, state = load_frozen_and_init(setup)
+            position = 0
+            if jax.process_index() == 0:
+                io_utils.atomic_write_json(os.path.join(workdir, "config.json"), config.to_dict())
+        else:
+            frozen = frozen_for_restore(setup)
+            target = checkpoints.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
+            state, data = ckpt.restore(latest, target)
+            position = int(data["position"])
+            log.info("resumed from step %d (data position %d)%s", latest, position,
+                     "; the run is already complete" if finished else "")
         return _loop(setup, compiled, eval_step, ckpt, state, frozen, position, workdir, export_dir)
     finally:
         ckpt.close()
