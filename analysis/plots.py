@@ -55,7 +55,8 @@ def cluster_colours(clusters: Sequence[str]) -> dict[str, tuple]:
 def _pair_title(pair: Pair, adapter_label: str | None) -> str:
     """Panel title: 'tuned vs base', with the adapter's label when a tuned setting has several."""
     suffix = f" [{adapter_label}]" if adapter_label is not None else ""
-    return f"{pair.tuned_setting}{suffix} vs {pair.base_setting}"
+    title = f"{pair.tuned_setting}{suffix} vs {pair.base_setting}"
+    return title if len(title) <= 36 else f"{pair.tuned_setting}{suffix}\nvs {pair.base_setting}"
 
 
 def figure1(pairs: Sequence[Pair], task_info: pd.DataFrame, correlations: pd.DataFrame,
