@@ -6,8 +6,8 @@ scored at the last `len(continuation_ids)` positions. The result is the summed l
 whether every continuation token is the argmax (`is_greedy`), and the number of tokens.
 
 Static shapes, so XLA compiles a handful of programs rather than one per batch:
-- Rows are sorted longest first and padded on the right to a length bucket (multiples of 64, then
-  powers of two up to `max_length`); every batch of a bucket has the same number of rows (empty
+- Rows are sorted longest first and padded on the right to a length bucket (16, 32, multiples of
+  64 up to 512, then powers of two up to `max_length`); every batch of a bucket has the same number of rows (empty
   rows are masked). The decoder body is compiled at most once per length bucket.
 - The vocabulary projection and the fp32 log-softmax run only at the scored positions: their flat
   indices are gathered into a vector padded to a power of two, and a small head program (compiled
@@ -31,8 +31,9 @@ from t5x_like.models.llama import Llama
 
 log = logging.getLogger(__name__)
 
-BUCKET_STEP = 64  # length buckets are multiples of this up to LINEAR_BUCKETS_UP_TO, then powers of two
+BUCKET_STEP = 64  # length buckets: 16, 32, then multiples of 64 up to LINEAR_BUCKETS_UP_TO, then powers of two
 LINEAR_BUCKETS_UP_TO = 512
+SHORT_BUCKETS = (16, 32)  # short requests (one-sentence contexts) would waste most of a 64-token row
 MIN_SCORED_WIDTH = 32
 DEFAULT_MAX_BATCH_TOKENS = 16384  # caps rows per batch in long buckets (CPU attention materialises L x L scores)
 
@@ -76,8 +77,9 @@ class _Batch:
 
 def length_buckets(max_length: int, step: int = BUCKET_STEP,
                    linear_up_to: int = LINEAR_BUCKETS_UP_TO) -> tuple[int, ...]:
-    """Padded lengths: step, 2*step, ... up to `linear_up_to`, then doubling; the last is `max_length`."""
-    buckets = list(range(step, min(linear_up_to, max_length) + 1, step))
+    """Padded lengths: 16, 32, step, 2*step, ... up to `linear_up_to`, then doubling; the last is `max_length`."""
+    buckets = [b for b in SHORT_BUCKETS if b < min(step, max_length)]
+    buckets += list(range(step, min(linear_up_to, max_length) + 1, step))
     size = buckets[-1] if buckets else step
     while size < max_length:
         size *= 2

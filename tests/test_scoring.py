@@ -51,9 +51,10 @@ def random_requests(seed: int, lengths: list[tuple[int, int]], vocab: int) -> li
 
 
 def test_buckets_and_plan():
-    assert length_buckets(200, step=64, linear_up_to=128) == (64, 128, 200)
-    assert length_buckets(4096)[:8] == (64, 128, 192, 256, 320, 384, 448, 512)
-    assert length_buckets(4096)[8:] == (1024, 2048, 4096)
+    assert length_buckets(200, step=64, linear_up_to=128) == (16, 32, 64, 128, 200)
+    assert length_buckets(4096)[:10] == (16, 32, 64, 128, 192, 256, 320, 384, 448, 512)
+    assert length_buckets(4096)[10:] == (1024, 2048, 4096)
+    assert length_buckets(24) == (16, 24)
     rows = [to_row(i, [1] * n, [2], 100) for i, n in enumerate([5, 70, 3, 66, 128])]
     batches = plan_batches(rows, (64, 128), batch_size=2)
     assert [(b.length, [r.index for r in b.rows]) for b in batches] == [(128, [4, 1]), (128, [3]), (64, [0, 2])]
