@@ -196,8 +196,8 @@ def _sources_text(results: Results, pairs: Sequence[Pair], info: pd.DataFrame) -
     """A sentence describing the inputs."""
     scores = results.scores
     return (f"Inputs: {len(results.sources)} results location(s) ({', '.join(results.sources)}); "
-            f"{len(scores)} score rows; models {sorted(scores['model'].unique())}; settings "
-            f"{sorted(scores['setting'].unique())}; {len(info)} tasks in "
+            f"{len(scores)} score rows; models: {', '.join(sorted(scores['model'].unique()))}; "
+            f"settings: {', '.join(sorted(scores['setting'].unique()))}; {len(info)} tasks in "
             f"{info['cluster'].nunique()} clusters; {len(results.predictions)} predictions files; "
             f"{len(pairs)} tuned-vs-base pairs.")
 
