@@ -107,6 +107,7 @@ def test_analysis_unions_the_results_of_a_setup(tmp_path):
     assert "--subset=all,seen,held_out,nlu,nlg,clusters" in command
 
 
+@pytest.mark.slow
 def test_listed_command_runs_through_the_real_cli(tmp_path):
     out = tmp_path / "sweep"
     listed = subprocess.run([sys.executable, "-m", "launch.sweep", "--sweep=configs/sweeps/paper.py:main",

@@ -20,7 +20,7 @@ def get_config(arg: str = ""):
     s.split_seeds = True  # one run (machine) per seed; the first seed's run also evaluates the base model
     s.stages = "prepare,evaluate_base,train,evaluate_tuned"  # analysis runs over the union: launch.sweep --analyze
     s.overrides = ()  # "key=value" config overrides for every run (launch.sweep --override adds more)
-    s.python = "python"  # interpreter in each run's command line
+    s.python = "python"  # interpreter in each run's command line (--sweep.python=python3 where that is its name)
     if arg not in ("", "main"):
         raise ValueError(f"configs/sweeps/paper.py takes no argument or ':main', got {arg!r}")
     return s
