@@ -41,7 +41,8 @@ def get_config(arg: str = ""):
         config.tuning.formats = tuned
         config.eval.settings = f"base_d,{gold},samplegen_d,samplegen_pipeline"
     else:
-        config.data.formats = "samplegen,gold_pipeline,gold_pipeline_ablation,base_d"
+        config.data.formats = "gold_pipeline,gold_pipeline_ablation,base_d"
+        config.data.mixture = ""  # nothing is tuned; the ablation mixture is built from data.ablation_setup
         config.data.ablation_setup = ablation_setup
         config.data.tasks = paper_common.data_tasks(ablation_setup)
         config.tuning.formats = ""
