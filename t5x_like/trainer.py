@@ -394,7 +394,7 @@ class MetricsWriter:
         if not self.enabled:
             return
         if os.path.isfile(self.file):
-            kept = [r for r in io_utils.read_jsonl(self.file) if r["step"] <= start_step]
+            kept = [r for r in io_utils.read_jsonl(self.file) if r["step"] <= start_step] if start_step else []
             io_utils.atomic_write_jsonl(self.file, kept)
         from tensorboardX import SummaryWriter
         self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step + 1)
@@ -512,6 +512,11 @@ def _loop(setup: Setup, compiled: dict, eval_step: Any, ckpt: checkpoints.Checkp
     window = {"tokens": 0, "flops": 0.0, "time": 0.0, "steps": 0}
     loss = eval_loss = None
     step, t_start = start, time.perf_counter()
+    if start == 0 and compiled:
+        eval_loss = evaluate(setup, eval_step, state, frozen)
+        if eval_loss is not None:
+            writer.write(0, {"eval_loss": eval_loss})
+            log.info("step 0: validation loss %.4f", eval_loss)
     try:
         while step < setup.total_steps:
             local = setup.data.batch_at(position, rows)
