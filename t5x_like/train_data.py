@@ -12,13 +12,14 @@ The order of batches is a pure function of (seed, epoch), so the data position i
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+
+from t5x_like import io_utils
 
 LOSS_ON = ("full_sequence", "target_only")
 OVERLONG = ("drop", "truncate")
@@ -38,24 +39,16 @@ class TokenizedExample:
 
 
 def read_jsonl(path: str | os.PathLike, *, required: bool = True) -> list[dict[str, Any]]:
-    """The rows of a {"prompt", "target", ...} jsonl file; a clear error for missing/empty/malformed files."""
+    """The rows of a {"prompt", "target", ...} mixture file; a clear error when missing, empty or malformed."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         if not required:
             return []
         raise DataError(f"{path}: no such mixture file; run launch/prepare_data.py or set train.mixture_dir")
-    rows = []
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{number}: not JSON ({e})") from e
-            if not isinstance(row, dict) or "prompt" not in row or "target" not in row:
-                raise DataError(f"{path}:{number}: each line needs 'prompt' and 'target' fields")
-            rows.append(row)
+    rows = io_utils.read_jsonl(path)
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or "prompt" not in row or "target" not in row:
+            raise DataError(f"{path}: row {number} lacks 'prompt' and 'target' fields")
     if required and not rows:
         raise DataError(f"{path}: the mixture is empty; nothing to train on")
     return rows

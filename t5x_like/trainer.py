@@ -260,7 +260,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Setup:
     train_cfg = config.train
     partitioner = Partitioner.from_config(config.partitioning)
     model_dir, model_cfg = resolve_model(config)
-    model_cfg = model_cfg.replace(remat_policy=config.model.remat_policy)
     checkpoints.check_identity(workdir, run_identity(config, model_cfg))
     partitioner.check_model(model_cfg.num_heads, model_cfg.num_kv_heads)
     partitioner.check_batch(train_cfg.batch_size)
@@ -523,8 +522,7 @@ def _loop(setup: Setup, compiled: dict, eval_step: Any, ckpt: checkpoints.Checkp
             length = local["tokens"].shape[1]
             batch = setup.partitioner.shard_host_batch(local, cfg.batch_size)
             t0 = time.perf_counter()
-            with setup.partitioner.context():
-                state, metrics = compiled[length](state, frozen, batch)
+            state, metrics = compiled[length](state, frozen, batch)
             metrics = jax.device_get(metrics)
             window["time"] += time.perf_counter() - t0
             step, position = step + 1, position + 1

@@ -1,5 +1,4 @@
 """Mesh construction, the rules table -> shardings of params / optimizer state, and partitioning errors."""
-import json
 
 import pytest
 

@@ -1,7 +1,6 @@
 """Real model, real data: LoRA-tuning SmolLM2-135M on a FLAN-format mixture lowers the loss and lifts
 the seen task's log-likelihood accuracy above the base model's (numbers printed for the report)."""
 import json
-import pathlib
 
 import numpy as np
 import pytest
@@ -51,7 +50,6 @@ def accuracy(scores, rows):
 
 @pytest.mark.slow
 def test_lora_on_smollm2_lowers_loss_and_lifts_seen_task_accuracy(tmp_path, data_dir, smollm2_dir):
-    from flax import traverse_util
     from configs import base
     from configs.data import default as data_default
     from t5x_like import hf_io, trainer
