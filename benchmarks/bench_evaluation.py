@@ -37,6 +37,8 @@ from t5x_like.tokenization import Tokenizer, load_tokenizer  # noqa: E402
 _TASK = flags.DEFINE_string("task", "anli_r1", "A 3-option task of the offline bundle (anli_r1, cb, ...).")
 _NUM_ITEMS = flags.DEFINE_integer("num_items", 500, "Test items evaluated by t5x_like.")
 _HF_ITEMS = flags.DEFINE_integer("hf_items", 500, "Items evaluated by transformers (the first of the same items).")
+_NOSTOP_ITEMS = flags.DEFINE_integer("nostop_items", 0, "Also time t5x_like generation without stop strings (the "
+                                     "paper's full 250 new tokens) on this many items; 0 = skip.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Rows per batch, both implementations.")
 _DATA_DIR = flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(_ROOT), "shared", "data", "tasks"),
                                 "Offline task data.")
@@ -98,12 +100,12 @@ def prepare(task: str, num_items: int, out: str) -> list[dict]:
     return io_utils.read_jsonl(str(pipeline.split_path(out, "gold_pipeline", task, "test")))
 
 
-def eval_config(data: str, model_dir: str, task: str, num_items: int, mode: str):
+def eval_config(data: str, model_dir: str, task: str, num_items: int, mode: str, stop_strings: bool = True):
     config = base.get_config()
     config.model.path, config.model.name = model_dir, "smollm2_135m"
     e = config.eval
     e.data_dir, e.settings, e.tasks, e.num_test, e.mode = data, "gold_pipeline", task, num_items, mode
-    e.batch_size, e.shard_size = _BATCH.value, 10 ** 6
+    e.batch_size, e.shard_size, e.stop_strings = _BATCH.value, 10 ** 6, stop_strings
     return config
 
 
@@ -126,17 +128,21 @@ class Figure:
                 "accuracy_stderr": round(stderr, 2), **self.extra}
 
 
-def run_ours(engine: Engine, data: str, model_dir: str, task: str, n: int, mode: str, workdir: str) -> Figure:
+def run_ours(engine: Engine, data: str, model_dir: str, task: str, n: int, mode: str, workdir: str,
+             stop_strings: bool = True) -> Figure:
     """The whole t5x_like evaluation (planning, shards, extraction/ranking, metrics, store) of n items."""
+    compile_before = engine.stats["generate"]["compile_s"] + engine.stats["score"]["compile_s"]
     start = time.perf_counter()
-    result = ev.run(eval_config(data, model_dir, task, n, mode), workdir, engines={"base": engine})
+    result = ev.run(eval_config(data, model_dir, task, n, mode, stop_strings), workdir, engines={"base": engine})
     seconds = time.perf_counter() - start
     records = io_utils.read_jsonl(ev.predictions_path(workdir, "gold_pipeline", task))
-    extra = {"compile_s": round(engine.stats["generate"]["compile_s"] + engine.stats["score"]["compile_s"], 2),
+    compile_s = engine.stats["generate"]["compile_s"] + engine.stats["score"]["compile_s"] - compile_before
+    extra = {"compile_s": round(compile_s, 2),
              "new_tokens_mean": round(sum(r.get("num_new_tokens", 0) for r in records) / len(records), 2)}
     if mode == "loglik":
         extra["acc_norm"] = round(result.scores[0].metrics["acc_norm_accuracy"], 2)
-    return Figure(f"t5x_like {mode}", n, seconds, result.scores[0].row["value"], extra)
+    name = f"t5x_like {mode}" + ("" if stop_strings else " (no stop strings, 250 new tokens)")
+    return Figure(name, n, seconds, result.scores[0].row["value"], extra)
 
 
 def run_hf(generator: HFGenerator, rows: list[dict], task_info: ev.TaskInfo) -> tuple[Figure, list[dict]]:
@@ -175,16 +181,21 @@ def main(argv: list[str]) -> None:
     figures.append(run_ours(engine, data, model_dir, task, n, "loglik", os.path.join(tmp, "loglik")))
     hf_fig, hf_records = run_hf(HFGenerator(model_dir, tokenizer, _BATCH.value), rows[:n_hf], task_info)
     figures.append(hf_fig)
+    if _NOSTOP_ITEMS.value:
+        figures.append(run_ours(engine, data, model_dir, task, min(_NOSTOP_ITEMS.value, n), "generate",
+                                os.path.join(tmp, "nostop"), stop_strings=False))
 
     same = sum(a["answer"] == b["answer"] for a, b in zip(ours_gen, hf_records)) / len(hf_records)
-    gen, loglik, hf = (f.row() for f in figures)
+    gen, loglik, hf, *nostop = (f.row() for f in figures)
     summary = {
         "task": task, "setting": "gold_pipeline", "model": "SmolLM2-135M-Instruct (GGUF Q4_1 dequantized, fp32)",
         "prompt_tokens_median": lengths[len(lengths) // 2], "prompt_tokens_max": lengths[-1],
-        "engine_load_s": round(load_s, 2), "batch_size": _BATCH.value, "figures": [gen, loglik, hf],
+        "engine_load_s": round(load_s, 2), "batch_size": _BATCH.value, "figures": [gen, loglik, hf, *nostop],
         "generate_speedup_vs_transformers": round(gen["items_per_s"] / hf["items_per_s"], 2),
         "loglik_speedup_vs_generate": round(loglik["items_per_s"] / gen["items_per_s"], 2),
         "answers_identical_to_transformers": round(same, 4),
+        "loglik_speedup_vs_generate_without_stops": (round(loglik["items_per_s"] / nostop[0]["items_per_s"], 2)
+                                                     if nostop else None),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "load_avg_at_end": os.getloadavg()},
         "provenance": io_utils.provenance(),
@@ -192,13 +203,14 @@ def main(argv: list[str]) -> None:
     os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
     io_utils.atomic_write_json(_OUT.value + ".json", summary)
     lines = ["| run | items | s | items/s | accuracy (± s.e.) | notes |", "|---|---|---|---|---|---|"]
-    for f in (gen, loglik, hf):
+    for f in (gen, loglik, hf, *nostop):
         notes = ", ".join(f"{k}={v}" for k, v in f.items()
                           if k not in ("name", "items", "seconds", "items_per_s", "accuracy", "accuracy_stderr"))
         lines.append(f"| {f['name']} | {f['items']} | {f['seconds']} | {f['items_per_s']} | "
                      f"{f['accuracy']} ± {f['accuracy_stderr']} | {notes} |")
     lines += ["", f"generation speed-up vs transformers: {summary['generate_speedup_vs_transformers']}x; "
-              f"loglik vs generation: {summary['loglik_speedup_vs_generate']}x; identical extracted answers "
+              f"loglik vs generation: {summary['loglik_speedup_vs_generate']}x (vs generation without stop strings: "
+              f"{summary['loglik_speedup_vs_generate_without_stops']}x); identical extracted answers "
               f"(first {n_hf} items): {100 * same:.1f}%"]
     io_utils.atomic_write_text(_OUT.value + ".md", "\n".join(lines) + "\n")
     print("\n".join(lines))

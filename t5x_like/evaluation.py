@@ -41,7 +41,6 @@ from absl import logging
 from t5x_like import hf_io, io_utils, metrics
 from t5x_like.data import formats as F
 from t5x_like.data import mixtures, pipeline
-from t5x_like.data import tasks as registry
 from t5x_like.decoding import Generation, GenerationRequest
 from t5x_like.engine import Engine
 from t5x_like.metrics.normalization import normalize_squad
@@ -50,6 +49,7 @@ from t5x_like.scoring import ScoreRequest
 
 MODES = ("generate", "loglik")
 MARKER = F.ANSWER_PREFIX  # "Answer Solution:"
+BASE_ANSWER_CUE = "Answer:"  # base_d ranking context cue (base extraction also accepts an "Answer:" prefix)
 BASE_STOP = "\n"  # base models: the answer is the first non-empty line (see `generate_records`)
 SCORE_COLUMNS = ("model", "adapter", "seed", "setting", "task", "cluster", "category", "seen", "metric",
                  "value", "n", "num_options", "mode")
@@ -142,14 +142,17 @@ def with_marker(text: str) -> str:
 def ranking_context(setting: Setting, model_input: str) -> str:
     """The context whose continuations " " + option are ranked (docs/evaluation.md, "Scoring contexts").
 
-    flan_d: the prompt + "\\nAnswer Solution:" (the tuned target's prefix); samplegen_d: the prompt +
+    flan_d: the prompt + "\nAnswer Solution:" (the tuned target's prefix); samplegen_d: the prompt +
     the generated response through its first marker (see `loglik_records`); samplegen_pipeline: the
-    pipeline input (ends in the marker); base_d / gold_pipeline: the prompt as it is.
+    pipeline input (ends in the marker); gold_pipeline: the prompt (ends in the marker); base_d: the
+    bare instruction + "\nAnswer:" (it ends with the options list, after which an option is no answer).
     """
     if setting.model == "flan":
         return f"{model_input}\n{MARKER}"
     if setting.source is not None:
         return with_marker(model_input)
+    if pipeline.FORMATS[setting.format].kind == "base_d":
+        return f"{model_input}\n{BASE_ANSWER_CUE}"
     return model_input
 
 
@@ -425,10 +428,6 @@ def read_shard(path: str, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     return records
 
 
-def parse_names(value: str | Sequence[str]) -> list[str]:
-    return pipeline.parse_names(value)
-
-
 def data_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
     """eval.data_dir, else <workdir>/data; it must hold a prepared manifest."""
     data_dir = config.eval.data_dir or os.path.join(workdir, "data")
@@ -443,7 +442,7 @@ def data_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
 def task_infos(manifest: Mapping[str, Any], names: str) -> list[TaskInfo]:
     """The selected tasks ("all" = every task of the manifest), with metric / cluster / category."""
     prepared = manifest["tasks"]
-    wanted = sorted(prepared) if names.strip() == "all" else parse_names(names)
+    wanted = sorted(prepared) if names.strip() == "all" else pipeline.parse_names(names)
     unknown = [t for t in wanted if t not in prepared]
     if unknown or not wanted:
         raise EvalConfigError(f"tasks {unknown or wanted} are not in the prepared data (manifest tasks: "
@@ -674,7 +673,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise EvalConfigError(f"--config.eval.overlong={e.overlong!r}; expected truncate or error")
     if e.shard_size < 1 or e.batch_size < 1 or e.num_test < 0:
         raise EvalConfigError("eval.shard_size and eval.batch_size must be >= 1 and eval.num_test >= 0")
-    if not parse_names(e.settings):
+    if not pipeline.parse_names(e.settings):
         raise EvalConfigError("--config.eval.settings is empty")
 
 
@@ -689,7 +688,7 @@ def option_scorer(config: ml_collections.ConfigDict) -> metrics.OptionScorer | N
 def plan(config: ml_collections.ConfigDict, workdir: str) -> tuple[list[Unit], str]:
     """Every (setting, task) of the run with its items; all config / data errors raise here."""
     validate(config)
-    settings = ordered_settings(parse_names(config.eval.settings))
+    settings = ordered_settings(pipeline.parse_names(config.eval.settings))
     data_dir = data_dir_of(config, workdir)
     with open(os.path.join(data_dir, pipeline.MANIFEST), encoding="utf-8") as f:
         manifest = json.load(f)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 
 import flax.linen as nn
 import jax
@@ -89,7 +88,8 @@ def test_stop_strings_and_scoring_contexts():
     assert ev.stop_strings(s("flan_d")) == ("END_EXAMPLES",)
     assert ev.stop_strings(s("gold_pipeline")) == ("\n", "END_EXAMPLES")
     assert ev.stop_strings(s("base_d"), enabled=False) == ()
-    assert ev.ranking_context(s("base_d"), "Is it? ") == "Is it? "
+    assert ev.ranking_context(s("base_d"), "Is it?\n\nyes; no") == "Is it?\n\nyes; no\nAnswer:"
+    assert ev.ranking_context(s("base_d_adv"), "Q") == "Q\nAnswer:"
     assert ev.ranking_context(s("gold_pipeline"), "P\nAnswer Solution:") == "P\nAnswer Solution:"
     assert ev.ranking_context(s("flan_d"), "[INST] q[/INST]") == "[INST] q[/INST]\nAnswer Solution:"
     assert ev.ranking_context(s("samplegen_pipeline"), "Ex\nAnswer Solution:") == "Ex\nAnswer Solution:"
