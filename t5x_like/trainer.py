@@ -26,10 +26,10 @@ from jax.experimental import multihost_utils
 from t5x_like import checkpoints, hf_io, io_utils, optimizers, train_data
 from t5x_like.models import lora as lora_lib
 from t5x_like.models import sources
-from t5x_like.models.config import LoraConfig, ModelConfig
+from t5x_like.models.config import LoraConfig, ModelConfig, UnsupportedConfigError
 from t5x_like.models.llama import Llama, init_params
 from t5x_like.partitioning import Partitioner, PartitioningError, initialize_distributed
-from t5x_like.tokenization import load_tokenizer
+from t5x_like.tokenization import TokenizerMismatchError, load_tokenizer
 from t5x_like.train_state import TrainState, init_state, split_trainable, state_logical_specs
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,9 @@ class MemoryBudgetError(MemoryError):
 
 
 # Errors that name the config key or file to fix: the CLI prints them without a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NonFiniteError, MemoryBudgetError)
+USER_ERRORS = (PartitioningError, train_data.DataError, UnsupportedConfigError, checkpoints.ForeignCheckpointError,
+               sources.ModelSourceError, hf_io.CheckpointError, TokenizerMismatchError, FileNotFoundError,
+               NonFiniteError, MemoryBudgetError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +226,10 @@ def resolve_mixture_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
     if not os.path.isfile(train_file):
         if jax.process_index() == 0:
             log.info("preparing mixture %s into %s", name, out)
-            pipeline.prepare(config.data, out)
+            try:
+                pipeline.prepare(config.data, out)
+            except pipeline.DataConfigError as e:
+                raise train_data.DataError(f"config.data: {e}") from e
         multihost_utils.sync_global_devices("mixture prepared")
     return os.path.dirname(train_file)
 
