@@ -1,0 +1,87 @@
+"""Helpers of the benchmarks: whole-process timing with the machine load, matmul peak, results files."""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import pathlib
+import re
+import subprocess
+import time
+from typing import Any
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def machine_state() -> dict[str, Any]:
+    """Load average and CPU count, recorded next to every timing (other engineers share this machine)."""
+    return {"loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+
+
+def timed_process(cmd: list[str], threads: int = 0) -> dict[str, Any]:
+    """Runs one whole process (with OMP_NUM_THREADS=threads when > 0), returning wall seconds, load
+    before/after and the tail of its stderr."""
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    before = machine_state()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return {"wall_s": round(wall, 2), "load_before": before["loadavg_1_5_15"],
+            "load_after": machine_state()["loadavg_1_5_15"], "stderr_tail": proc.stderr[-600:],
+            **phase_timings(proc.stderr)}
+
+
+def phase_timings(stderr: str) -> dict[str, Any]:
+    """The `PHASES {...}` JSON line a PyTorch worker prints (load / work seconds), if any."""
+    match = re.search(r"^PHASES (\{.*\})$", stderr, re.MULTILINE)
+    return {"phases": json.loads(match.group(1))} if match else {}
+
+
+def report_phases(**seconds: float) -> None:
+    """Printed by PyTorch workers so the driver can split their wall time."""
+    import sys
+
+    print("PHASES " + json.dumps({k: round(v, 2) for k, v in seconds.items()}), file=sys.stderr, flush=True)
+
+
+def compile_counts_from_log(stderr: str) -> dict[str, int] | None:
+    """The `compiled {...}` dict our CLIs log at the end."""
+    match = re.search(r"compiled (\{[^}]*\})", stderr)
+    return json.loads(match.group(1).replace("'", '"')) if match else None
+
+
+def matmul_peak_flops(size: int = 2048, repeats: int = 7) -> float:
+    """Best observed FLOP/s of a fp32 (size x size) @ (size x size) jnp.dot on this machine."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    dot(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dot(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def default_model_dir() -> str:
+    from t5x_like import gguf
+
+    return str(gguf.ensure_smollm2())
+
+
+def versions() -> dict[str, str]:
+    return {p: importlib.metadata.version(p) for p in ("jax", "jaxlib", "flax", "torch", "transformers")}
+
+
+def write_results(name: str, results: dict[str, Any]) -> pathlib.Path:
+    from t5x_like.io_utils import atomic_write_json
+
+    path = RESULTS / f"{name}.json"
+    atomic_write_json(str(path), results)
+    return path
