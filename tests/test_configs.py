@@ -17,9 +17,10 @@ import os
 import jax
 import pytest
 
-from t5x_like import estimates, evaluation, experiment, partitioning, sweep, trainer
+from t5x_like import estimates, evaluation, partitioning, sweep, trainer
 from t5x_like.data import mixtures, pipeline
 from t5x_like.data import tasks as registry
+from t5x_like.experiment import parse_list
 from t5x_like.models import lora as lora_lib
 from t5x_like.models import sources
 from t5x_like.models.config import ModelConfig
@@ -143,18 +144,18 @@ def check_experiment(config) -> None:
         assert fmt in formats and pipeline.TRAIN in pipeline.FORMATS[fmt].splits, fmt
         assert config.data.mixture, "tuning needs a mixture (data.mixture)"
     kinds = {pipeline.FORMATS[f].kind for f in tuned}
-    for name in evaluation.parse_names(config.eval.settings):
+    for name in parse_list(config.eval.settings):
         setting = evaluation.get_setting(name)
         assert setting.format in formats, f"setting {name} reads format {setting.format}, not prepared"
         assert setting.model == "base" or setting.model in kinds, f"setting {name} needs a {setting.model} model"
     if config.eval.tasks != "all":
         prepared = set(pipeline.parse_names(config.data.tasks))
-        for name in evaluation.parse_names(config.eval.tasks):
+        for name in parse_list(config.eval.tasks):
             registry.get_task(name)
             assert config.data.tasks == "all" or name in prepared, f"eval task {name} is not prepared"
     mixtures.mixture_tasks(config.eval.setup)
     assert config.eval.mode in evaluation.MODES
-    for seed in experiment.parse_list(config.tuning.seeds):
+    for seed in parse_list(config.tuning.seeds):
         int(seed)
 
 
@@ -197,7 +198,7 @@ def test_paper_main_study_hyperparameters():
     assert (c.data.num_test, c.eval.max_new_tokens_tuned, c.eval.max_new_tokens_base) == (2500, 1024, 250)
     assert c.tuning.seeds == "42,1234,10203" and c.tuning.formats == "flan,samplegen"
     assert (c.model.dtype, c.model.name) == ("bfloat16", "mistral_7b")
-    tests = evaluation.parse_names(c.eval.tasks)
+    tests = parse_list(c.eval.tasks)
     assert len(tests) == 37 + 8 + 1 and set(registry.TEST_TASKS) <= set(tests)
     assert set(mixtures.mixture_tasks("default")) <= set(pipeline.parse_names(c.data.tasks))
 

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from t5x_like import evaluation, sweep
+from t5x_like import sweep
+from t5x_like.experiment import parse_list
 
 ROOT = sweep.ROOT
 
@@ -52,7 +53,7 @@ def test_base_settings_run_once_per_model_and_setup(tmp_path):
     runs = sweep.expand(paper_sweep("main"), str(tmp_path))
     for model in ("llama2_7b", "llama2_13b", "mistral_7b"):
         mine = [r for r in runs if r.model == model]
-        settings = [evaluation.parse_names(sweep.load_config(r.config, r.overrides).eval.settings) for r in mine]
+        settings = [parse_list(sweep.load_config(r.config, r.overrides).eval.settings) for r in mine]
         base_counts = {s: sum(s in run_settings for run_settings in settings) for s in ("base_d", "gold_pipeline")}
         assert base_counts == {"base_d": 1, "gold_pipeline": 1}
         for run_settings in settings:  # every seed evaluates its own tuned models and pipeline
@@ -119,4 +120,4 @@ def test_listed_command_runs_through_the_real_cli(tmp_path):
                           f"--output_dir={out}", "--run_index=5", "--dry_run"], cwd=ROOT, capture_output=True,
                          text=True)
     assert dry.returncode == 0, dry.stderr[-2000:]
-    assert "llama2_13b" in dry.stdout and "tpu-v5e-8" in dry.stdout and "train/flan_seed10203" in dry.stdout
+    assert "llama2_13b" in dry.stdout and "h100-8" in dry.stdout and "train/flan_seed10203" in dry.stdout
