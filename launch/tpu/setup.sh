@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Copy this checkout (working tree, configs included; no .git, no runs/) to every worker and install
+# Copy this checkout (tracked + untracked, not git-ignored files: configs included, no .git / runs /
+# caches) to every worker and install
 # jax[tpu] + requirements.txt there. Rerun after changing code or configs.
 #   launch/tpu/setup.sh [LOCAL_DATA_DIR]
 # LOCAL_DATA_DIR (optional): a local task-data directory (<task>/<split>.jsonl) copied to
@@ -7,7 +8,11 @@
 source "$(dirname "$0")/env.sh"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 ARCHIVE="$(mktemp -d)/t5x_like.tar.gz"
-tar -czf "$ARCHIVE" -C "$ROOT" --exclude=.git --exclude=runs --exclude='__pycache__' .
+if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+  git -C "$ROOT" ls-files -z --cached --others --exclude-standard | tar -czf "$ARCHIVE" -C "$ROOT" --null -T -
+else
+  tar -czf "$ARCHIVE" -C "$ROOT" --exclude=runs --exclude='__pycache__' .
+fi
 set -x
 gcloud compute tpus tpu-vm scp "$ARCHIVE" "$TPU_NAME":t5x_like.tar.gz --zone="$ZONE" "${PROJECT_FLAG[@]}" --worker=all
 on_all_workers "mkdir -p ~/$REMOTE_DIR && tar -xzf ~/t5x_like.tar.gz -C ~/$REMOTE_DIR && cd ~/$REMOTE_DIR && \
