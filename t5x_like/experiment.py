@@ -26,8 +26,7 @@ from absl import logging
 from t5x_like import io_utils
 
 STAGES = ("prepare", "evaluate_base", "train", "evaluate_tuned", "analyze")
-BASE_SETTINGS = ("base_d", "gold_pipeline")
-TUNED_SETTINGS = {"flan": ("flan_d",), "samplegen": ("samplegen_d", "samplegen_pipeline")}
+TUNED_KINDS = ("flan", "samplegen")  # training-format kinds: which tuned model a setting needs
 
 
 class ExperimentError(ValueError):
@@ -41,7 +40,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, MemoryError)
 
 @dataclasses.dataclass(frozen=True)
 class TunedRun:
-    """One instruction-tuned model: a training format and a seed."""
+    """One instruction-tuned model: a training format (flan, samplegen or a variant) and a seed."""
 
     format: str
     seed: int
@@ -49,6 +48,13 @@ class TunedRun:
     @property
     def name(self) -> str:
         return f"{self.format}_seed{self.seed}"
+
+    @property
+    def kind(self) -> str:
+        """flan or samplegen: the eval settings this model answers (FLAN-D or SampleGen-D + Pipeline)."""
+        from t5x_like.data import pipeline
+
+        return pipeline.FORMATS[self.format].kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,13 +97,28 @@ def parse_list(value: Any) -> list[str]:
     return [str(v).strip() for v in items if str(v).strip()]
 
 
+def training_formats() -> list[str]:
+    """Prepared formats with a train split whose kind is a tuned-model kind."""
+    from t5x_like.data import pipeline
+
+    return [n for n, spec in pipeline.FORMATS.items() if pipeline.TRAIN in spec.splits and spec.kind in TUNED_KINDS]
+
+
 def tuned_runs(config: ml_collections.ConfigDict) -> list[TunedRun]:
     """Every (format, seed) model the experiment tunes, in order."""
     formats = parse_list(config.tuning.formats)
-    unknown = [f for f in formats if f not in TUNED_SETTINGS]
+    unknown = [f for f in formats if f not in training_formats()]
     if unknown:
-        raise ExperimentError(f"tuning.formats has unknown format(s) {unknown}; known: {sorted(TUNED_SETTINGS)}")
+        raise ExperimentError(f"tuning.formats has unknown training format(s) {unknown}; known: {training_formats()}")
     return [TunedRun(f, int(s)) for f in formats for s in parse_list(config.tuning.seeds)]
+
+
+def model_kind(setting_name: str) -> str:
+    """Which model a setting needs: base, flan or samplegen (a SampleGen Pipeline needs its source's)."""
+    from t5x_like import evaluation
+
+    setting = evaluation.get_setting(setting_name)
+    return evaluation.get_setting(setting.source).model if setting.source else setting.model
 
 
 def check_stages(stages: list[str]) -> None:
@@ -184,7 +205,7 @@ def stage_evaluate_base(config: ml_collections.ConfigDict, layout: Layout) -> di
     """Base-D and the Gold Pipeline: the base model alone, no tuning needed."""
     from t5x_like import evaluation
 
-    settings = [s for s in requested_settings(config) if s in BASE_SETTINGS]
+    settings = [s for s in requested_settings(config) if model_kind(s) == "base"]
     if not settings:
         return {"skipped": "no base settings requested"}
     evaluation.run(_with_eval(config, layout, settings), layout.eval_base)
@@ -206,11 +227,11 @@ def stage_evaluate_tuned(config: ml_collections.ConfigDict, layout: Layout, run:
     """The tuned model's direct setting (+ the SampleGen Pipeline over its SampleGen-D responses)."""
     from t5x_like import evaluation
 
-    settings = [s for s in requested_settings(config) if s in TUNED_SETTINGS[run.format]]
+    settings = [s for s in requested_settings(config) if model_kind(s) == run.kind]
     if not settings:
-        return {"skipped": f"no {run.format} settings requested"}
+        return {"skipped": f"no {run.kind} settings requested"}
     model = os.path.join(layout.export(run), "model")
-    changes = {f"{run.format}_model": model, "seed": run.seed, "samplegen_d_run": ""}
+    changes = {f"{run.kind}_model": model, "seed": run.seed, "samplegen_d_run": ""}
     evaluation.run(_with_eval(config, layout, settings, **changes), layout.eval_tuned(run))
     return {"results_dir": layout.eval_tuned(run), "settings": settings, "model": model}
 
@@ -259,9 +280,12 @@ def plan(config: ml_collections.ConfigDict, stages: list[str]) -> list[tuple[str
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, stages: list[str] | None = None
                    ) -> dict[str, Any]:
     """Runs (or resumes) the experiment; returns and writes the run summary."""
+    from t5x_like import partitioning
+
     layout = Layout(workdir)
     steps = plan(config, list(stages or STAGES))
     check_workdir(config, layout)
+    partitioning.initialize_distributed(config.partitioning)  # before anything touches JAX (multi-host)
     io_utils.atomic_write_text(layout.path("config.json"), config.to_json_best_effort(indent=2, sort_keys=True))
     io_utils.atomic_write_json(layout.path("provenance.json"), io_utils.provenance(experiment=config.experiment))
     records = [_timed(name, layout, lambda fn=fn: fn(layout)) for name, fn in steps]

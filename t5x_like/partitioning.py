@@ -215,7 +215,10 @@ def initialize_distributed(partitioning_cfg: Any) -> None:
 
     An explicit `coordinator_address` (localhost tests, GPU clusters) is passed through; with
     `multi_host=True` and no address, JAX auto-detects the cluster (TPU VMs, SLURM, GKE).
+    Idempotent: run_experiment initialises once, before its stages (the trainer calls it again).
     """
+    if jax.distributed.is_initialized():
+        return
     if partitioning_cfg.coordinator_address:
         jax.distributed.initialize(partitioning_cfg.coordinator_address,
                                    partitioning_cfg.num_processes, partitioning_cfg.process_id)
