@@ -227,19 +227,9 @@ def test_paper_data_config_is_the_experiments_data_section():
     assert load("configs/data/paper.py:setup5").to_dict() == load("configs/experiments/paper_setup.py:setup5").data.to_dict()
 
 
-VARIANT_TRAINING = pytest.mark.xfail(
-    strict=True, reason="t5x_like.experiment.tuned_runs knows only the flan / samplegen formats, not the "
-                        "SampleGen training variants (samplegen_unified, _corrupted, _noanswer, _relevance)")
-
-
 def _dry_run_specs() -> list:
-    """Every paper experiment spec; those that tune a SampleGen variant are expected to fail for now."""
-    out = []
-    for spec in specs():
-        if spec.startswith("configs/experiments/paper_"):
-            tuned_variant = any(f":{v}" in spec for v in ("unified", "corrupted", "noanswer", "relevance"))
-            out.append(pytest.param(spec, marks=VARIANT_TRAINING) if tuned_variant else spec)
-    return out
+    """Every paper experiment spec (the SampleGen training variants included)."""
+    return [spec for spec in specs() if spec.startswith("configs/experiments/paper_")]
 
 
 @pytest.mark.parametrize("spec", _dry_run_specs())
