@@ -95,8 +95,8 @@ def torch_score(model_dir: str, requests_path: str, output_path: str, batch_size
     order = sorted(range(len(rows)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
     results: dict[int, dict[str, Any]] = {}
     with torch.no_grad():
-        for start in tqdm(range(0, len(order), batch_size), desc="torch scoring", unit="batch"):
-            batch = order[start:start + batch_size]
+        for first in tqdm(range(0, len(order), batch_size), desc="torch scoring", unit="batch"):
+            batch = order[first:first + batch_size]
             inputs = [(encoded[i][0] + encoded[i][1])[-(max_length + 1):][:-1] for i in batch]
             width = max(map(len, inputs))
             ids = torch.full((len(batch), width), tokenizer.pad_id, dtype=torch.long)

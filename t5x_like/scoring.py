@@ -6,9 +6,10 @@ scored at the last `len(continuation_ids)` positions. The result is the summed l
 whether every continuation token is the argmax (`is_greedy`), and the number of tokens.
 
 Static shapes, so XLA compiles a handful of programs rather than one per batch:
-- Rows are sorted longest first and padded on the right to a length bucket (16, 32, multiples of
-  64 up to 512, then powers of two up to `max_length`); every batch of a bucket has the same number of rows (empty
-  rows are masked). The decoder body is compiled at most once per length bucket.
+- Rows are sorted longest first and cut into consecutive batches, each right-padded to the length
+  bucket of its longest row (16, 32, multiples of 64 up to 512, then powers of two up to
+  `max_length`) with that bucket's fixed number of rows (only the last batch has empty, masked
+  rows). The decoder body is compiled at most once per length bucket.
 - The vocabulary projection and the fp32 log-softmax run only at the scored positions: their flat
   indices are gathered into a vector padded to a power of two, and a small head program (compiled
   once per (bucket, scored-width)) projects just those. For multiple-choice requests that is a few
@@ -128,21 +129,18 @@ def rows_per_batch(length: int, batch_size: int, max_batch_tokens: int) -> int:
 
 def plan_batches(rows: Sequence[_Row], buckets: Sequence[int], batch_size: int,
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> list[_Batch]:
-    """Longest first, a fixed number of rows per bucket, never mixing length buckets (static shapes)."""
+    """Rows sorted longest first, cut into consecutive batches; a batch is padded to the bucket of its
+    longest (first) row and has that bucket's fixed number of rows, so only the last batch has empty rows."""
     ordered = sorted(rows, key=lambda r: (-len(r.inputs), r.index))
     batches: list[_Batch] = []
     start = 0
     while start < len(ordered):
         length = bucket_for(len(ordered[start].inputs), buckets)
         capacity = rows_per_batch(length, batch_size, max_batch_tokens)
-        stop = start + 1
-        while (stop < len(ordered) and stop - start < capacity
-               and bucket_for(len(ordered[stop].inputs), buckets) == length):
-            stop += 1
-        group = tuple(ordered[start:stop])
+        group = tuple(ordered[start:start + capacity])
         num_scored = sum(len(r.targets) for r in group)
         batches.append(_Batch(group, length, scored_width(num_scored, capacity * length)))
-        start = stop
+        start += len(group)
     return batches
 
 
