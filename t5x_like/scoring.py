@@ -14,6 +14,11 @@ Static shapes, so XLA compiles a handful of programs rather than one per batch:
   indices are gathered into a vector padded to a power of two, and a small head program (compiled
   once per (bucket, scored-width)) projects just those. For multiple-choice requests that is a few
   percent of the positions, which saves the ~25% of a full forward a small model spends there.
+- Requests sharing their context tokens (the options of a multiple-choice item) are packed into one
+  row: the context once, then each continuation as a branch at the same positions that sees only
+  the context and itself (`segments_bt` of the model). The first continuation token of every branch
+  is predicted at the shared last context position. k options cost one pass over the context
+  instead of k; the numbers equal scoring each request alone.
 """
 from __future__ import annotations
 
@@ -58,13 +63,28 @@ class ScoreResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Row:
-    """A request as model input: `inputs` (n tokens), and the `targets` of its last len(targets) positions."""
+class _Member:
+    """One request inside a row: the row positions whose next-token logits score its `targets`."""
 
     index: int
-    inputs: np.ndarray
+    scored: np.ndarray
     targets: np.ndarray
     truncated: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """Model input of one or more requests: tokens, their positions and segments (0 = shared prefix)."""
+
+    inputs: np.ndarray
+    positions: np.ndarray
+    segments: np.ndarray
+    members: tuple[_Member, ...]
+
+    @property
+    def index(self) -> int:
+        """The first request index in the row (a stable sort key)."""
+        return self.members[0].index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +127,8 @@ def scored_width(num_scored: int, limit: int) -> int:
 
 
 def to_row(index: int, context_ids: Sequence[int], continuation_ids: Sequence[int], max_length: int) -> _Row:
-    """lm-eval's `(context + continuation)[-(max_length + 1):]`, split into inputs and scored targets."""
+    """One request alone: lm-eval's `(context + continuation)[-(max_length + 1):]`, split into inputs
+    and the targets scored at its last len(continuation) positions."""
     if not continuation_ids:
         raise ValueError(f"request {index}: the continuation has no tokens; nothing to score")
     if not context_ids:
@@ -119,7 +140,43 @@ def to_row(index: int, context_ids: Sequence[int], continuation_ids: Sequence[in
     whole = np.asarray([*context_ids, *continuation_ids], dtype=np.int32)
     truncated = len(whole) > max_length + 1
     whole = whole[-(max_length + 1):]
-    return _Row(index, whole[:-1], whole[-len(continuation_ids):], truncated)
+    n, c = len(whole) - 1, len(continuation_ids)
+    member = _Member(index, np.arange(n - c, n), whole[-c:], truncated)
+    return _Row(whole[:-1], np.arange(n, dtype=np.int32), np.zeros(n, np.int32), (member,))
+
+
+def pack_row(indices: Sequence[int], context_ids: Sequence[int], continuations: Sequence[Sequence[int]]) -> _Row:
+    """Requests with the same context in one row: context, then each continuation but its last token
+    as branch k (segment k, positions continuing the context). Branch k's first token is predicted at
+    the last context position; its token j+1 at the row position of its token j."""
+    c = len(context_ids)
+    inputs, positions, segments, members = list(context_ids), list(range(c)), [0] * c, []
+    for k, (index, cont) in enumerate(zip(indices, continuations), start=1):
+        start = len(inputs)
+        inputs += cont[:-1]
+        positions += range(c, c + len(cont) - 1)
+        segments += [k] * (len(cont) - 1)
+        scored = np.asarray([c - 1, *range(start, start + len(cont) - 1)])
+        members.append(_Member(index, scored, np.asarray(cont, np.int32), False))
+    return _Row(np.asarray(inputs, np.int32), np.asarray(positions, np.int32), np.asarray(segments, np.int32),
+                tuple(members))
+
+
+def packed_rows(token_requests: Sequence[tuple[Sequence[int], Sequence[int]]], max_length: int) -> list[_Row]:
+    """Validated rows: requests sharing a context packed together when the packed row fits `max_length`,
+    the others (and every left-truncated request) alone."""
+    singles = [to_row(i, ctx, cont, max_length) for i, (ctx, cont) in enumerate(token_requests)]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for row in singles:
+        if not row.members[0].truncated:
+            groups.setdefault(tuple(token_requests[row.index][0]), []).append(row.index)
+    rows, packed = [], set()
+    for context, indices in groups.items():
+        conts = [list(token_requests[i][1]) for i in indices]
+        if len(indices) > 1 and len(context) + sum(len(x) - 1 for x in conts) <= max_length:
+            rows.append(pack_row(indices, context, conts))
+            packed.update(indices)
+    return rows + [row for row in singles if row.index not in packed]
 
 
 def rows_per_batch(length: int, batch_size: int, max_batch_tokens: int) -> int:
@@ -138,33 +195,39 @@ def plan_batches(rows: Sequence[_Row], buckets: Sequence[int], batch_size: int,
         length = bucket_for(len(ordered[start].inputs), buckets)
         capacity = rows_per_batch(length, batch_size, max_batch_tokens)
         group = tuple(ordered[start:start + capacity])
-        num_scored = sum(len(r.targets) for r in group)
+        num_scored = sum(len(m.targets) for r in group for m in r.members)
         batches.append(_Batch(group, length, scored_width(num_scored, capacity * length)))
         start += len(group)
     return batches
 
 
 def _batch_arrays(batch: _Batch, batch_size: int, pad_id: int) -> dict[str, np.ndarray]:
-    """Right-padded tokens/validity (B, L) and the flat indices/targets of the scored positions (K,)."""
+    """Right-padded tokens/positions/segments/validity (B, L) and the flat indices/targets of the
+    scored positions (K,)."""
     tokens = np.full((batch_size, batch.length), pad_id, np.int32)
+    positions = np.zeros((batch_size, batch.length), np.int32)
+    segments = np.zeros((batch_size, batch.length), np.int32)
     valid = np.zeros((batch_size, batch.length), bool)
     flat_index = np.zeros((batch.width,), np.int32)
     targets = np.zeros((batch.width,), np.int32)
     k = 0
     for b, row in enumerate(batch.rows):
-        n, c = len(row.inputs), len(row.targets)
-        tokens[b, :n] = row.inputs
+        n = len(row.inputs)
+        tokens[b, :n], positions[b, :n], segments[b, :n] = row.inputs, row.positions, row.segments
         valid[b, :n] = True
-        flat_index[k:k + c] = b * batch.length + np.arange(n - c, n)
-        targets[k:k + c] = row.targets
-        k += c
-    return {"tokens": tokens, "valid": valid, "flat_index": flat_index, "targets": targets}
+        for member in row.members:
+            c = len(member.targets)
+            flat_index[k:k + c] = b * batch.length + member.scored
+            targets[k:k + c] = member.targets
+            k += c
+    return {"tokens": tokens, "positions": positions, "segments": segments, "valid": valid,
+            "flat_index": flat_index, "targets": targets}
 
 
-def decoder_body(model: Llama, params: Any, tokens_bl: jax.Array, valid_bl: jax.Array) -> jax.Array:
-    """Final-normed hidden states (B, L, D) of right-padded rows (positions 0..L-1)."""
-    positions_bl = jnp.broadcast_to(jnp.arange(tokens_bl.shape[1], dtype=jnp.int32), tokens_bl.shape)
-    hidden_bld, _ = model.apply({"params": params}, tokens_bl, positions_bl, valid_bl)
+def decoder_body(model: Llama, params: Any, tokens_bl: jax.Array, positions_bl: jax.Array, valid_bl: jax.Array,
+                 segments_bl: jax.Array) -> jax.Array:
+    """Final-normed hidden states (B, L, D) of right-padded, possibly packed rows."""
+    hidden_bld, _ = model.apply({"params": params}, tokens_bl, positions_bl, valid_bl, segments_bt=segments_bl)
     return hidden_bld
 
 
@@ -205,11 +268,11 @@ class Scorer:
     def _body(self, length: int) -> Any:
         if length not in self._bodies:
             rows = self.rows(length)
-            tokens = jax.ShapeDtypeStruct((rows, length), jnp.int32)
+            ints = jax.ShapeDtypeStruct((rows, length), jnp.int32)
             valid = jax.ShapeDtypeStruct((rows, length), jnp.bool_)
             start = time.perf_counter()
-            fn = jax.jit(lambda p, t, v: decoder_body(self.model, p, t, v))
-            self._bodies[length] = fn.lower(self.params, tokens, valid).compile()
+            fn = jax.jit(lambda p, t, x, v, g: decoder_body(self.model, p, t, x, v, g))
+            self._bodies[length] = fn.lower(self.params, ints, ints, valid, ints).compile()
             self.stats["compile_s"] += time.perf_counter() - start
             log.info("scoring: compiled decoder body for (%d, %d) in %.1fs", rows, length,
                      time.perf_counter() - start)
@@ -231,34 +294,35 @@ class Scorer:
         return rows_per_batch(length, self.batch_size, self.max_batch_tokens)
 
     def prepare(self, token_requests: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[_Row]:
-        """Validates and truncates every request before any compute (errors name the request index)."""
-        return [to_row(i, ctx, cont, self.max_length) for i, (ctx, cont) in enumerate(token_requests)]
+        """Validates, truncates and packs every request before any compute (errors name the request index)."""
+        return packed_rows(token_requests, self.max_length)
 
     def score_tokens(self, token_requests: Sequence[tuple[Sequence[int], Sequence[int]]],
                      progress: bool = True) -> list[ScoreResult]:
         """Results for (context_ids, continuation_ids) pairs, in input order."""
         rows = self.prepare(token_requests)
-        truncated = sum(r.truncated for r in rows)
+        truncated = sum(m.truncated for r in rows for m in r.members)
         if truncated:
             log.warning("scoring: %d of %d requests were longer than max_length=%d + 1 tokens; their "
-                        "contexts were left-truncated", truncated, len(rows), self.max_length)
-        results: list[ScoreResult | None] = [None] * len(rows)
-        bar = tqdm(total=len(rows), desc="scoring", unit="req", disable=not progress)
+                        "contexts were left-truncated", truncated, len(token_requests), self.max_length)
+        results: list[ScoreResult | None] = [None] * len(token_requests)
+        bar = tqdm(total=len(token_requests), desc="scoring", unit="req", disable=not progress)
         for batch in plan_batches(rows, self.buckets, self.batch_size, self.max_batch_tokens):
-            for row, result in zip(batch.rows, self._run(batch)):
-                results[row.index] = result
-            bar.update(len(batch.rows))
+            batch_results = self._run(batch)
+            for index, result in batch_results:
+                results[index] = result
+            bar.update(len(batch_results))
         bar.close()
-        self.stats["requests"] += len(rows)
+        self.stats["requests"] += len(token_requests)
         self.stats["truncated"] += truncated
         return results  # type: ignore[return-value]
 
-    def _run(self, batch: _Batch) -> list[ScoreResult]:
-        """One batch through the compiled body and head; per-row sums on the host."""
+    def _run(self, batch: _Batch) -> list[tuple[int, ScoreResult]]:
+        """One batch through the compiled body and head; (request index, result) per request."""
         arrays = _batch_arrays(batch, self.rows(batch.length), self.pad_id)
         body, head = self._body(batch.length), self._head(batch.length, batch.width)
         start = time.perf_counter()
-        hidden = body(self.params, arrays["tokens"], arrays["valid"])
+        hidden = body(self.params, arrays["tokens"], arrays["positions"], arrays["valid"], arrays["segments"])
         logprob_k, greedy_k = jax.device_get(
             head(self.params, hidden, arrays["flat_index"], arrays["targets"]))
         self.stats["compute_s"] += time.perf_counter() - start
@@ -266,10 +330,10 @@ class Scorer:
         self.stats["head_flops"] += _flops(head)
         self.stats["batches"] += 1
         results, k = [], 0
-        for row in batch.rows:
-            c = len(row.targets)
-            results.append(ScoreResult(float(np.sum(logprob_k[k:k + c], dtype=np.float64)),
-                                       bool(np.all(greedy_k[k:k + c])), c, row.truncated))
+        for member in (m for row in batch.rows for m in row.members):
+            c = len(member.targets)
+            results.append((member.index, ScoreResult(float(np.sum(logprob_k[k:k + c], dtype=np.float64)),
+                                                      bool(np.all(greedy_k[k:k + c])), c, member.truncated)))
             k += c
         return results
 

@@ -169,3 +169,23 @@ def test_matches_transformers_pytorch(tmp_path, params, tokenizers_dir):
         greedy = bool((logp[-n:].argmax(-1) == torch.tensor(cont)).all())
         assert result.logprob == pytest.approx(expected, abs=1e-4)
         assert result.is_greedy == greedy
+
+
+def test_multiple_choice_requests_pack_and_equal_separate_scoring(params):
+    """Options sharing a context go into one packed row; each still equals its own unpadded forward."""
+    from t5x_like.scoring import packed_rows
+
+    rng = np.random.default_rng(3)
+    requests = []
+    for context_len, option_lens in [(30, (1, 4, 2)), (9, (3, 3)), (50, (6,))]:
+        context = rng.integers(1, TINY.vocab_size, context_len).tolist()
+        requests += [(context, rng.integers(1, TINY.vocab_size, k).tolist()) for k in option_lens]
+    rows = packed_rows(requests, 127)
+    assert sorted(len(r.members) for r in rows) == [1, 2, 3]  # two packed items + the lone request
+    assert sum(len(r.inputs) for r in rows) == 30 + 0 + 3 + 1 + 9 + 2 + 2 + 50 + 5
+    scorer = Scorer(Llama(TINY), params, batch_size=2, max_length=127, buckets=(32, 64, 127), pad_id=0)
+    results = scorer.score_tokens(requests, progress=False)
+    for (ctx, cont), result in zip(requests, results):
+        logprob, greedy = reference_score(TINY, params, ctx, cont, 127)
+        assert result.logprob == pytest.approx(logprob, abs=1e-4)
+        assert result.is_greedy == greedy and result.num_tokens == len(cont)
