@@ -1,5 +1,8 @@
 """Smoke run: a tiny random Llama (configs/models/tiny.py), LoRA, a mixture of a few real tasks.
 
+Every stage of an experiment in a few minutes on a CPU (CI runs it):
+python -m launch.run_experiment --config=configs/experiments/smoke.py --workdir=/tmp/smoke_exp
+Training alone:
 python -m launch.train --config=configs/experiments/smoke.py --workdir=/tmp/smoke [--export_dir=/tmp/smoke_export]
 The mixture is prepared into <workdir>/data from $T5X_LIKE_DATA_DIR (or --config.data.data_dir)
 unless --config.train.mixture_dir points at a prepared one. Trains in seconds on a CPU.
@@ -22,7 +25,8 @@ def get_config():
     config.model = tiny.get_config()
     config.data = data_default.get_config()
     config.data.tasks = "rte,copa,bool_q"
-    config.data.formats = "flan"
+    config.data.formats = "flan,samplegen,gold_pipeline,base_d"
+    config.data.carve_example_pool = True  # bool_q has no train split offline
     config.data.num_test = 20
     config.data.mixture_size = 96
     config.partitioning.mesh_shape = (1, -1, 1)
@@ -38,4 +42,11 @@ def get_config():
     t.eval_every = 6
     t.eval_batches = 2
     t.checkpoint_every = 4
+    e = config.eval
+    e.mode = "loglik"
+    e.num_test = 8
+    e.max_new_tokens_base = 16
+    e.max_new_tokens_tuned = 24  # a random model never writes "Answer Solution:"; keep SampleGen-D short
+    config.tuning.seeds = "42"
+    config.analysis.bootstrap_samples = 200
     return config
