@@ -31,9 +31,14 @@ class ForeignCheckpointError(ValueError):
 
 
 def check_identity(workdir: str, identity: dict[str, Any]) -> None:
-    """Records `identity` in a fresh workdir; raises if the workdir belongs to a different run."""
+    """Records `identity` in the workdir; raises if the workdir holds checkpoints of a different run."""
     file = os.path.join(workdir, IDENTITY_FILE)
-    if os.path.isfile(file):
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    has_checkpoints = os.path.isdir(ckpt_dir) and any(name.isdigit() for name in os.listdir(ckpt_dir))
+    if has_checkpoints and not os.path.isfile(file):
+        raise ForeignCheckpointError(f"{ckpt_dir} exists but {workdir} has no {IDENTITY_FILE}: not a t5x_like "
+                                     f"training run. Use a fresh --workdir")
+    if has_checkpoints:
         with open(file) as f:
             stored = json.load(f)
         diffs = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
@@ -42,9 +47,6 @@ def check_identity(workdir: str, identity: dict[str, Any]) -> None:
             raise ForeignCheckpointError(
                 f"{workdir} holds checkpoints of another run ({detail}). Use a fresh --workdir, or delete it to restart")
         return
-    if os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(os.path.join(workdir, "checkpoints")):
-        raise ForeignCheckpointError(f"{workdir}/checkpoints exists but has no {IDENTITY_FILE}: not a t5x_like run "
-                                     f"of this experiment. Use a fresh --workdir")
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         io_utils.atomic_write_json(file, identity)

@@ -160,11 +160,13 @@ class Partitioner:
                     f"{logical}: {heads} heads cannot be split over mesh axes {axes} of size {n}; "
                     f"choose partitioning.mesh_shape with {axes} dividing {heads}")
 
-    def check_batch(self, batch_size: int, what: str = "train.batch_size") -> None:
-        if batch_size % self.data_parallel_size:
+    def check_batch(self, batch_size: int, microbatches: int = 1) -> None:
+        """Each microbatch (batch_size / microbatches rows) must split evenly over data x fsdp."""
+        if batch_size % microbatches or (batch_size // microbatches) % self.data_parallel_size:
             raise PartitioningError(
-                f"{what}={batch_size} is not divisible by the data-parallel size "
-                f"{self.data_parallel_size} (mesh data x fsdp); change one of them")
+                f"train.batch_size={batch_size} (in {microbatches} microbatches) is not divisible by the "
+                f"data-parallel size {self.data_parallel_size} (mesh data x fsdp) per microbatch; change "
+                f"train.batch_size, train.microbatches or partitioning.mesh_shape")
 
     def jit(self, fn: Callable, *, in_shardings: Any, out_shardings: Any,
             donate_argnums: Sequence[int] = (), static_argnums: Sequence[int] = ()) -> Callable:

@@ -188,7 +188,7 @@ def run_identity(config: ml_collections.ConfigDict, model_cfg: ModelConfig) -> d
 
 @dataclasses.dataclass
 class Setup:
-    """A training run, resolved and validated: model, data, shardings, compiled steps."""
+    """A training run, resolved and validated: model, data, optimizer, abstract state and shardings."""
 
     config: ml_collections.ConfigDict
     model_dir: str
@@ -267,12 +267,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Setup:
     model_dir, model_cfg = resolve_model(config)
     checkpoints.check_identity(workdir, run_identity(config, model_cfg))
     partitioner.check_model(model_cfg.num_heads, model_cfg.num_kv_heads)
-    partitioner.check_batch(train_cfg.batch_size)
-    if train_cfg.batch_size % train_cfg.microbatches or \
-            (train_cfg.batch_size // train_cfg.microbatches) % partitioner.data_parallel_size:
-        raise PartitioningError(
-            f"train.batch_size={train_cfg.batch_size} / train.microbatches={train_cfg.microbatches} must be a "
-            f"whole multiple of the data-parallel size {partitioner.data_parallel_size}")
+    partitioner.check_batch(train_cfg.batch_size, train_cfg.microbatches)
     tokenizer = load_tokenizer(model_dir)
     tokenizer.check_matches_model(model_cfg.vocab_size)
     data, validation = load_data(train_cfg, resolve_mixture_dir(config, workdir), tokenizer, config.seed)

@@ -113,4 +113,4 @@ print(json.dumps(errors))
 def test_heads_or_batch_not_divisible_by_the_mesh_are_refused():
     errors = run_with_devices(HEADS, devices=8)
     assert "4 heads cannot be split over mesh axes tensor of size 8" in errors[0]
-    assert "train.batch_size=12 is not divisible by the data-parallel size 8" in errors[1]
+    assert "train.batch_size=12 (in 1 microbatches) is not divisible by the data-parallel size 8" in errors[1]

@@ -166,6 +166,7 @@ def test_masked_loss_equals_hf_causal_lm_loss(model_cache, llama_tokenizer):
     ({"train.lora.targets": ("q_proj", "qkv_proj")}, ValueError, "unknown LoRA target module"),
     ({"train.lora.rank": 100}, ValueError, "exceeds the smaller dimension"),
     ({"partitioning.mesh_shape": (2, 1, 1)}, PartitioningError, "2 slots but there are 1 devices"),
+    ({"train.microbatches": 3}, PartitioningError, r"train.batch_size=8 \(in 3 microbatches\)"),
 ])
 def test_bad_config_fails_before_training(tmp_path, mixture, model_cache, override, error, words):
     config = smoke_config(mixture, model_cache, **override)
@@ -188,5 +189,6 @@ def test_workdir_of_another_experiment_is_refused(tmp_path, mixture, model_cache
                                  sources.model_config(smoke_config(mixture, model_cache).model)
                                  .replace(lora=trainer.lora_config(smoke_config(mixture, model_cache, **{"train.lora.rank": 4}).train)))
     (workdir / checkpoints.IDENTITY_FILE).write_text(json.dumps(other))
+    (workdir / "checkpoints" / "4").mkdir(parents=True)  # that run got as far as a checkpoint
     with pytest.raises(checkpoints.ForeignCheckpointError, match=r"another run \(lora: workdir has \[4"):
         trainer.run(smoke_config(mixture, model_cache), str(workdir))
