@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MAX_STOP_SEQUENCES = 8  # token spellings of stop strings matched inside the loop, per row
 MAX_STOP_TOKENS = 8  # longer spellings are left to the host-side check
 MIN_NEW_BUCKET = 16
+PROMPT_BUCKET_STEP = 32  # finer than scoring's 64: every decode step attends over the padded prompt too
 _NO_TOKEN = -2  # fills the tail buffer before a row has generated enough tokens
 
 
@@ -193,7 +194,7 @@ class Generator:
         self.pad_id = pad_id
         self.batch_size = batch_size
         self.max_length = max_length or model.config.max_position_embeddings
-        self.buckets = length_buckets(self.max_length)
+        self.buckets = length_buckets(self.max_length, step=PROMPT_BUCKET_STEP)
         self.seed = seed
         self._programs: dict[tuple[int, int], Any] = {}
         self.stats = {"requests": 0, "truncated": 0, "batches": 0, "compile_s": 0.0, "compute_s": 0.0}
