@@ -17,9 +17,9 @@ if _ROOT not in sys.path:  # config_flags loads this file by path; make `configs
 from configs import base  # noqa: E402
 from configs.models import smollm2_135m  # noqa: E402
 
-# Seen (in the default mixture): rte, cb, sst2, mrpc, copa, arc_easy. Held out: cola, trec (misc),
-# ag_news (summarization cluster).
-DEMO_TASKS = "rte,cb,sst2,mrpc,copa,arc_easy,cola,trec,ag_news"
+# Seen (in the default mixture): rte, wnli, sst2, mrpc, copa, arc_easy. Held out: cola, trec (misc),
+# ag_news (summarization cluster). Tasks with short inputs, so that every setting fits the time budget.
+DEMO_TASKS = "rte,wnli,sst2,mrpc,copa,arc_easy,cola,trec,ag_news"
 
 
 def get_config():
@@ -28,27 +28,27 @@ def get_config():
     config.model = smollm2_135m.get_config()
     d = config.data
     d.tasks = DEMO_TASKS
-    d.num_test = 40
+    d.num_test = 24
     d.carve_example_pool = True  # offline, several tasks have only an evaluation split
     d.mixture = "default"
-    d.mixture_size = 400
+    d.mixture_size = 240
     t = config.train
-    t.lora.rank = 16  # the paper's r=64 is slower to move in a few steps; alpha/r kept at 0.25 scale below
+    t.lora.rank = 16  # a quarter of the paper's r=64; alpha 4 keeps its scale alpha/r = 0.25
     t.lora.alpha = 4.0
     t.batch_size = 4
-    t.buckets = (256, 512)
-    t.num_steps = 24
+    t.buckets = (128, 256, 384)  # longer SampleGen rows are dropped (counted in the train log)
+    t.num_steps = 16
     t.learning_rate = 1e-3
     t.warmup_ratio = 0.1
     t.log_every = 4
-    t.eval_every = 12
+    t.eval_every = 8
     t.eval_batches = 2
-    t.checkpoint_every = 12
+    t.checkpoint_every = 8
     e = config.eval
     e.mode = "loglik"
-    e.num_test = 40
+    e.num_test = 24
     e.max_new_tokens_base = 64
-    e.max_new_tokens_tuned = 192
+    e.max_new_tokens_tuned = 160
     e.batch_size = 16
     config.tuning.formats = "flan,samplegen"
     config.tuning.seeds = "42"
