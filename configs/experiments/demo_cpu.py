@@ -28,7 +28,7 @@ def get_config():
     config.model = smollm2_135m.get_config()
     d = config.data
     d.tasks = DEMO_TASKS
-    d.num_test = 24
+    d.num_test = 16
     d.carve_example_pool = True  # offline, several tasks have only an evaluation split
     d.mixture = "default"
     d.mixture_size = 240
@@ -46,9 +46,9 @@ def get_config():
     t.checkpoint_every = 8
     e = config.eval
     e.mode = "loglik"
-    e.num_test = 24
+    e.num_test = 16
     e.max_new_tokens_base = 64
-    e.max_new_tokens_tuned = 160
+    e.max_new_tokens_tuned = 128  # SampleGen-D: a response cut short gets the marker appended (forced_marker)
     e.batch_size = 16
     config.tuning.formats = "flan,samplegen"
     config.tuning.seeds = "42"
