@@ -6,8 +6,10 @@
 timed as a user runs it: interpreter start, imports, model loading, compilation and scoring. The
 PyTorch side (`--role=torch`) is lm-evaluation-harness's HF recipe: requests sorted longest first,
 batches right-padded to their longest row, `no_grad`, log_softmax over every position, continuation
-log-probs gathered. Runs alternate (ours, torch, ours, torch, ...) so load drifts hit both; the
-median is reported. Then, in this process, the scoring forward's achieved FLOP/s (XLA's count for
+log-probs gathered, timed at each of `--torch_batch_sizes` x `--torch_threads` (the fastest median
+is the baseline). Ours packs requests into 256-token rows (`--pack_length` of launch.score) and
+caps batches at its CPU default of 1024 tokens. Runs alternate (ours, torch, ours, torch, ...) so
+load drifts hit both; the median is reported. Then, in this process, the scoring forward's achieved FLOP/s (XLA's count for
 the executed programs) against the machine's measured matmul peak (best of a large `jnp.dot`).
 Writes benchmarks/results/scoring.json.
 """
@@ -34,7 +36,8 @@ flags.DEFINE_string("output", None, "torch role: output jsonl.")
 flags.DEFINE_integer("num_requests", 200, "Requests to score.")
 flags.DEFINE_integer("min_tokens", 50, "Shortest request (context + continuation tokens).")
 flags.DEFINE_integer("max_tokens", 230, "Longest request.")
-flags.DEFINE_integer("batch_size", 16, "Rows per batch, both sides.")
+flags.DEFINE_integer("batch_size", 16, "Most rows per batch on our side (t5x_like also caps tokens per batch).")
+flags.DEFINE_list("torch_batch_sizes", ["16", "4"], "PyTorch batch sizes to time; the fastest is the baseline.")
 flags.DEFINE_integer("repeats", 2, "Whole-process runs per side.")
 flags.DEFINE_list("torch_threads", ["0", "1"], "PyTorch OMP thread counts to time (0 = its default, one per core); "
                   "the fastest is the baseline (under oversubscription one thread can be far faster).")
@@ -134,7 +137,8 @@ def in_process_mfu(model_dir: str, requests: list[dict[str, Any]], batch_size: i
     useful = tokens * per_token  # decoder-body matmul FLOPs on real (unpadded) tokens, head excluded
     peak = max(matmul_peak_flops(2048), matmul_peak_flops(1024, repeats=15))
     executed = (stats["body_flops"] + stats["head_flops"]) / stats["compute_s"]
-    return {"compute_s": round(stats["compute_s"], 2),
+    return {"compute_s": round(stats["compute_s"], 2), "batches": stats["batches"],
+            "batch_tokens": engine.scorer.max_batch_tokens, "pack_length": engine.scorer.pack_length,
             "executed_gflop": round((stats["body_flops"] + stats["head_flops"]) / 1e9, 1),
             "executed_gflops_per_s": round(executed / 1e9, 1),
             "useful_body_gflops_per_s": round(useful / stats["compute_s"] / 1e9, 1),
@@ -157,17 +161,18 @@ def drive() -> dict[str, Any]:
     req_path = os.path.join(tmp, "requests.jsonl")
     with open(req_path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in requests)
-    runs: dict[str, list[dict[str, Any]]] = {"jax": [], **{f"torch_threads_{t}": [] for t in FLAGS.torch_threads}}
+    torch_configs = [(int(t), int(b)) for t in FLAGS.torch_threads for b in FLAGS.torch_batch_sizes]
+    runs: dict[str, list[dict[str, Any]]] = {"jax": [], **{f"torch_threads_{t}_batch_{b}": [] for t, b in torch_configs}}
     for _ in range(FLAGS.repeats):
         runs["jax"].append(timed_process([
             sys.executable, "-m", "launch.score", f"--model={model_dir}", f"--requests={req_path}",
             f"--output={tmp}/jax.jsonl", f"--batch_size={FLAGS.batch_size}"]))
         runs["jax"][-1]["compile_counts"] = compile_counts_from_log(runs["jax"][-1]["stderr_tail"])
-        for threads in FLAGS.torch_threads:
-            runs[f"torch_threads_{threads}"].append(timed_process([
+        for threads, batch_size in torch_configs:
+            runs[f"torch_threads_{threads}_batch_{batch_size}"].append(timed_process([
                 sys.executable, "-m", "benchmarks.bench_scoring", "--role=torch", f"--model={model_dir}",
-                f"--requests={req_path}", f"--output={tmp}/torch.jsonl", f"--batch_size={FLAGS.batch_size}"],
-                threads=int(threads)))
+                f"--requests={req_path}", f"--output={tmp}/torch.jsonl", f"--batch_size={batch_size}"],
+                threads=threads))
     medians = {name: statistics.median(r["wall_s"] for r in rs) for name, rs in runs.items()}
     jax_s = medians.pop("jax")
     torch_s = min(medians.values())
@@ -178,7 +183,7 @@ def drive() -> dict[str, Any]:
         "requests": {"count": len(requests), "tokens_min": min(lengths), "tokens_max": max(lengths),
                      "tokens_mean": round(statistics.mean(lengths), 1), "tokens_total": sum(lengths),
                      "sources": "cosmos_qa, rte, bool_q eval splits (lm-eval style prompts)"},
-        "jax_wall_s_median": jax_s, "torch_wall_s_median": torch_s, "torch_medians_by_threads": medians,
+        "jax_wall_s_median": jax_s, "torch_wall_s_median": torch_s, "torch_medians_by_config": medians,
         "speedup": round(torch_s / jax_s, 2),
         "runs": runs, "agreement": compare_outputs(f"{tmp}/jax.jsonl", f"{tmp}/torch.jsonl"),
         "mfu": in_process_mfu(model_dir, requests, FLAGS.batch_size),
@@ -196,7 +201,7 @@ def main(argv: list[str]) -> None:
         for run in runs:
             run.pop("stderr_tail")
     path = write_results("scoring", results)
-    print(json.dumps({k: results[k] for k in ("jax_wall_s_median", "torch_medians_by_threads", "speedup", "agreement", "mfu")},
+    print(json.dumps({k: results[k] for k in ("jax_wall_s_median", "torch_medians_by_config", "speedup", "agreement", "mfu")},
                      indent=1))
     print(f"wrote {path}")
 

@@ -23,6 +23,7 @@ def get_model_config() -> ml_collections.ConfigDict:
     m.dtype = "float32"  # activation / matmul dtype: float32 | bfloat16
     m.param_dtype = "float32"  # stored weight dtype
     m.remat_policy = "none"  # none | full | dots | dots_with_no_batch_dims
+    m.attention_impl = "auto"  # auto (blocked on CPU, xla elsewhere) | xla | blocked | cudnn (GPU)
     m.cache_dir = ""  # where converted models live ('' = $T5X_LIKE_CACHE or ~/.cache/t5x_like)
     return m
 
@@ -113,6 +114,8 @@ def get_eval_config() -> ml_collections.ConfigDict:
     e.max_new_tokens_tuned = 1024  # tuned settings
     e.stop_strings = True  # END_EXAMPLES; base models also stop at the newline ending their first line
     e.batch_size = 16  # rows per compiled batch (fewer in long length buckets)
+    e.pack_length = 256  # loglikelihood: requests packed into rows of this many tokens (0 = one per row)
+    e.score_batch_tokens = 0  # loglikelihood tokens per batch; 0 = 1024 on CPU (fastest there), 16384 on GPU/TPU
     e.shard_size = 256  # items per atomically written shard (the unit of resumption)
     e.max_length = 0  # model context in tokens; 0 = the model's max_position_embeddings
     e.overlong = "truncate"  # prompts longer than the context: truncate (left, counted) | error (before work)

@@ -15,6 +15,7 @@ import time
 from absl import app, flags, logging
 
 from t5x_like.engine import Engine, read_score_requests, score_fields
+from t5x_like.scoring import DEFAULT_PACK_LENGTH
 from t5x_like.io_utils import atomic_write_jsonl
 
 FLAGS = flags.FLAGS
@@ -24,6 +25,8 @@ flags.DEFINE_string("output", None, "Output jsonl (written atomically).", requir
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute and parameter dtype.")
 flags.DEFINE_integer("batch_size", 16, "Rows per batch (fewer in long length buckets).")
 flags.DEFINE_integer("max_length", 0, "Longest window in tokens (0: the model's max_position_embeddings).")
+flags.DEFINE_integer("pack_length", DEFAULT_PACK_LENGTH, "Requests are packed into rows of this many tokens (0: one per row).")
+flags.DEFINE_integer("batch_tokens", 0, "Tokens per batch (rows x row length); 0: 1024 on CPU, 16384 on accelerators.")
 
 
 def main(argv: list[str]) -> None:
@@ -33,7 +36,8 @@ def main(argv: list[str]) -> None:
     try:
         rows, requests = read_score_requests(FLAGS.requests)
         engine = Engine.from_dir(FLAGS.model, dtype=FLAGS.dtype, batch_size=FLAGS.batch_size,
-                                 max_length=FLAGS.max_length or None)
+                                 max_length=FLAGS.max_length or None, pack_length=FLAGS.pack_length,
+                                 score_batch_tokens=FLAGS.batch_tokens or None)
         results = engine.score(requests)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")

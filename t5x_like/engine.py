@@ -21,7 +21,7 @@ from t5x_like.decoding import Generation, GenerationRequest, Generator, finish, 
 from t5x_like.models.config import ModelConfig
 from t5x_like.models.llama import Llama
 from t5x_like.models.lora import merge_lora
-from t5x_like.scoring import DEFAULT_MAX_BATCH_TOKENS, ScoreRequest, ScoreResult, Scorer
+from t5x_like.scoring import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_PACK_LENGTH, ScoreRequest, ScoreResult, Scorer
 from t5x_like.tokenization import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ class Engine:
 
     def __init__(self, config: ModelConfig, params: Any, tokenizer: Tokenizer, *, batch_size: int = 16,
                  max_length: int | None = None, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-                 seed: int = 0, progress: bool = True):
+                 score_batch_tokens: int | None = None, pack_length: int = DEFAULT_PACK_LENGTH, seed: int = 0,
+                 progress: bool = True):
         """`params` may be boxed and may carry LoRA leaves (merged here, so inference pays no adapter cost)."""
         params = nn.meta.unbox(params)
         if config.lora is not None:
@@ -43,7 +44,7 @@ class Engine:
         self.max_length = max_length or config.max_position_embeddings
         self.eos_ids = tuple(sorted({*config.eos_token_ids, *(() if tokenizer.eos_id is None else (tokenizer.eos_id,))}))
         self.scorer = Scorer(self.model, params, batch_size=batch_size, max_length=self.max_length,
-                             pad_id=tokenizer.pad_id, max_batch_tokens=max_batch_tokens)
+                             pad_id=tokenizer.pad_id, max_batch_tokens=score_batch_tokens, pack_length=pack_length)
         self.generator = Generator(self.model, params, eos_ids=self.eos_ids, pad_id=tokenizer.pad_id,
                                    batch_size=batch_size, max_length=self.max_length, seed=seed,
                                    max_batch_tokens=max_batch_tokens)

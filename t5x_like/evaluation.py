@@ -517,14 +517,16 @@ class Engines:
     """One Engine per model role, loaded on first use (a finished run loads nothing)."""
 
     def __init__(self, specs: Mapping[str, ModelSpec], *, dtype: str, batch_size: int, max_length: int | None,
-                 preloaded: Mapping[str, Engine] | None = None):
+                 pack_length: int, score_batch_tokens: int | None, preloaded: Mapping[str, Engine] | None = None):
         self.specs, self.dtype, self.batch_size, self.max_length = dict(specs), dtype, batch_size, max_length
+        self.pack_length, self.score_batch_tokens = pack_length, score_batch_tokens
         self._engines: dict[str, Engine] = dict(preloaded or {})
 
     def get(self, role: str) -> Engine:
         if role not in self._engines:
             spec = self.specs[role]
-            kwargs = dict(batch_size=self.batch_size, max_length=self.max_length, progress=False)
+            kwargs = dict(batch_size=self.batch_size, max_length=self.max_length, pack_length=self.pack_length,
+                          score_batch_tokens=self.score_batch_tokens, progress=False)
             if spec.adapter_over:
                 from t5x_like.tokenization import load_tokenizer
                 config, params = load_adapter_params(spec, self.dtype)
@@ -745,7 +747,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, engines: Mapping[str
     io_utils.atomic_write_json(os.path.join(workdir, "provenance.json"),
                                io_utils.provenance(data_dir=os.path.abspath(data_dir)))
     pool = Engines(specs, dtype=config.model.dtype, batch_size=e.batch_size, max_length=e.max_length or None,
-                   preloaded=engines)
+                   pack_length=e.pack_length, score_batch_tokens=e.score_batch_tokens or None, preloaded=engines)
     if e.overlong == "error" and total:
         check_lengths(pool, [u for u in units if pending[u.key]], opts)
     progress = Progress(total)

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax.linen import meta
 
 from t5x_like.models.config import ModelConfig
@@ -33,3 +34,42 @@ def test_packed_branches_match_separate_sequences():
     # without segments branch b would see branch a's tokens: the results must differ
     unsegmented = _forward(params, packed, positions)
     assert np.abs(unsegmented[n + 2:] - alone_b[n:]).max() > 1e-3
+
+
+def test_packed_documents_match_separate_sequences():
+    """Independent sequences in one row (documents) each equal their own forward, branches included."""
+    params = meta.unbox(init_params(CONFIG, jax.random.PRNGKey(1)))
+    first, second = [7, 3, 9, 1, 5], [8, 2, 6]
+    prefix, branch_a, branch_b = [4, 4, 10], [12], [13, 14]
+    tokens = first + second + prefix + branch_a + branch_b
+    positions = [0, 1, 2, 3, 4] + [0, 1, 2] + [0, 1, 2] + [3] + [3, 4]
+    segments = [0] * 11 + [1] + [2, 2]
+    documents = [0] * 5 + [1] * 3 + [2] * 6
+    model = Llama(CONFIG)
+    hidden, _ = model.apply({"params": params}, jnp.asarray([tokens]), jnp.asarray([positions]),
+                            segments_bt=jnp.asarray([segments]), documents_bt=jnp.asarray([documents]))
+    logits = np.asarray(model.apply({"params": params}, hidden, method=Llama.logits))[0]
+    np.testing.assert_allclose(logits[:5], _forward(params, first, list(range(5))), atol=1e-5)
+    np.testing.assert_allclose(logits[5:8], _forward(params, second, list(range(3))), atol=1e-5)
+    np.testing.assert_allclose(logits[8:12], _forward(params, prefix + branch_a, list(range(4))), atol=1e-5)
+    np.testing.assert_allclose(logits[12:], _forward(params, prefix + branch_b, list(range(5)))[3:], atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [None, 40])
+def test_blocked_attention_equals_dot_product_attention(window):
+    """The CPU query-blocked attention gives the same hidden states as jax.nn.dot_product_attention on
+    long right-padded, packed rows (several blocks, a sliding window shorter than the row)."""
+    config = CONFIG.replace(sliding_window=window, max_position_embeddings=512)
+    params = meta.unbox(init_params(config, jax.random.PRNGKey(2)))
+    rng = np.random.default_rng(0)
+    tokens = jnp.asarray(rng.integers(1, 64, (2, 300)), jnp.int32)
+    documents = jnp.asarray(np.repeat([[0] * 170 + [1] * 130], 2, axis=0), jnp.int32)
+    positions = jnp.asarray([list(range(170)) + list(range(130))] * 2, jnp.int32)
+    valid = jnp.asarray(np.arange(300)[None] < np.asarray([[300], [211]]))
+    outputs = {}
+    for impl in ("xla", "blocked"):
+        model = Llama(config.replace(attention_impl=impl))
+        hidden, _ = model.apply({"params": params}, tokens, positions, valid, documents_bt=documents)
+        outputs[impl] = np.asarray(hidden)
+    mask = np.asarray(valid)
+    np.testing.assert_allclose(outputs["blocked"][mask], outputs["xla"][mask], atol=2e-5)

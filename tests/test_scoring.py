@@ -56,8 +56,24 @@ def test_buckets_and_plan():
     assert length_buckets(4096)[10:] == (1024, 2048, 4096)
     assert length_buckets(24) == (16, 24)
     rows = [to_row(i, [1] * n, [2], 100) for i, n in enumerate([5, 70, 3, 66, 128])]
-    batches = plan_batches(rows, (64, 128), batch_size=2)
-    assert [(b.length, [r.index for r in b.rows]) for b in batches] == [(128, [4, 1]), (128, [3, 0]), (64, [2])]
+    batches = plan_batches(rows, (64, 128), batch_size=2, pack_length=0)  # each request alone, in its bucket
+    assert [(b.length, [r.index for r in b.rows]) for b in batches] == [(128, [4, 1]), (128, [3]), (64, [0, 2])]
+
+
+def test_packing_fills_rows_best_fit_longest_first():
+    """Best-fit decreasing into 128-token rows, worked by hand: 200 opens a 256 row (its bucket) that
+    55 fills best; 128 fills a row alone; 70 and 66 each open one; 9, 5 and 3 best-fit after 70."""
+    lengths = [5, 70, 3, 66, 128, 55, 9, 200]
+    rows = [to_row(i, [1] * (n - 1), [2, 3], 300) for i, n in enumerate(lengths)]  # inputs = n tokens
+    batches = plan_batches(rows, (64, 128, 256), batch_size=2, pack_length=128)
+    layout = [(b.length, [[m.index for m in r.members] for r in b.rows]) for b in batches]
+    assert layout == [(256, [[7, 5]]), (128, [[4], [1, 6, 0, 2]]), (128, [[3]])]
+    # Members keep their own scored positions, shifted by their offset in the row.
+    packed = batches[1].rows[1]
+    assert [m.scored.tolist() for m in packed.members] == [[68, 69], [77, 78], [82, 83], [85, 86]]
+    assert packed.documents.tolist() == [0] * 70 + [1] * 9 + [2] * 5 + [3] * 3
+    assert packed.positions.tolist() == [*range(70), *range(9), *range(5), *range(3)]
+    assert all(b.width == 32 for b in batches)  # one scored width per bucket
 
 
 def test_matches_unpadded_forward_across_buckets(params):
@@ -101,12 +117,15 @@ def test_truncation_is_counted_and_matches_lm_eval_window(params):
         assert result.logprob == pytest.approx(reference_score(TINY, params, ctx, cont, 32)[0], abs=1e-4)
 
 
-def test_compiles_once_per_bucket(params):
-    scorer = Scorer(Llama(TINY), params, batch_size=2, max_length=128, buckets=(32, 64, 128))
+@pytest.mark.parametrize("pack_length, programs", [(0, 2), (128, 1)])
+def test_compiles_once_per_bucket(params, pack_length, programs):
+    """Unpacked rows use the 32 and 64 buckets; packed into 128-token rows they need one program."""
+    scorer = Scorer(Llama(TINY), params, batch_size=2, max_length=128, buckets=(32, 64, 128),
+                    pack_length=pack_length)
     for seed in range(3):  # different batches, same buckets: nothing recompiles
         scorer.score_tokens(random_requests(seed, [(20, 2), (50, 3), (25, 1), (10, 1)], TINY.vocab_size),
                             progress=False)
-    assert scorer.compile_count == {"body": 2, "head": 2}
+    assert scorer.compile_count == {"body": programs, "head": programs}
 
 
 def test_bad_requests_fail_before_compute(params):

@@ -11,6 +11,9 @@ import jax.numpy as jnp
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
+# auto: "blocked" on CPU (XLA:CPU materialises every score; query blocks skip the masked upper
+# triangle and use head-major matmuls, 2.4x faster at 256 tokens), "xla" on GPU/TPU.
+ATTENTION_IMPLS = ("auto", "xla", "blocked", "cudnn")
 
 
 class UnsupportedConfigError(ValueError):
@@ -53,6 +56,7 @@ class ModelConfig:
     dtype: str = "float32"  # activations / matmul inputs
     param_dtype: str = "float32"  # stored weights
     remat_policy: str = "none"
+    attention_impl: str = "auto"  # one of ATTENTION_IMPLS (see llama.attention)
     lora: LoraConfig | None = None
 
     def __post_init__(self):
@@ -67,6 +71,9 @@ class ModelConfig:
         if self.remat_policy not in REMAT_POLICIES:
             raise UnsupportedConfigError(
                 f"remat_policy={self.remat_policy!r}; choose one of {REMAT_POLICIES}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise UnsupportedConfigError(
+                f"attention_impl={self.attention_impl!r}; choose one of {ATTENTION_IMPLS}")
         if self.lora is not None:
             unknown = set(self.lora.targets) - set(PROJECTIONS)
             if unknown:

@@ -61,12 +61,13 @@ def random_hf_fields(model_cfg: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def model_config(model_cfg: ml_collections.ConfigDict, model_dir: str | None = None) -> ModelConfig:
-    """ModelConfig with the section's numerics (dtype, param_dtype, remat_policy).
+    """ModelConfig with the section's numerics (dtype, param_dtype, remat_policy, attention_impl).
 
     From `model_dir`'s config.json when given, else from the `random` fields, so shapes are known
     offline without resolving (dry runs, memory estimates).
     """
-    numerics = dict(dtype=model_cfg.dtype, param_dtype=model_cfg.param_dtype, remat_policy=model_cfg.remat_policy)
+    numerics = dict(dtype=model_cfg.dtype, param_dtype=model_cfg.param_dtype, remat_policy=model_cfg.remat_policy,
+                    attention_impl=model_cfg.get("attention_impl", "auto"))
     if model_dir is not None:
         return ModelConfig.from_hf_dir(model_dir, **numerics)
     fields = random_hf_fields(model_cfg)
