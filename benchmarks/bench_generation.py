@@ -21,7 +21,7 @@ from typing import Any
 
 from absl import app, flags
 
-from benchmarks.common import (compile_counts_from_log, default_model_dir, machine_state, report_phases, timed_process,
+from benchmarks.common import (default_model_dir, our_run_details, machine_state, report_phases, timed_process,
                                versions, write_results)
 
 FLAGS = flags.FLAGS
@@ -104,10 +104,9 @@ def drive() -> dict[str, Any]:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     runs: dict[str, list[dict[str, Any]]] = {"jax": [], **{f"torch_threads_{t}": [] for t in FLAGS.torch_threads}}
     for _ in range(FLAGS.repeats):
-        run = timed_process([sys.executable, "-m", "launch.generate", f"--model={model_dir}",
-                             f"--requests={req_path}", f"--output={tmp}/jax.jsonl", f"--batch_size={FLAGS.num_prompts}"])
-        run["compile_counts"] = compile_counts_from_log(run.pop("stderr_tail"))
-        runs["jax"].append(run)
+        runs["jax"].append(our_run_details(timed_process([
+            sys.executable, "-m", "launch.generate", f"--model={model_dir}", f"--requests={req_path}",
+            f"--output={tmp}/jax.jsonl", f"--batch_size={FLAGS.num_prompts}"])))
         for threads in FLAGS.torch_threads:
             run = timed_process([sys.executable, "-m", "benchmarks.bench_generation", "--role=torch",
                                  f"--model={model_dir}", f"--requests={req_path}", f"--output={tmp}/torch.jsonl"],

@@ -25,7 +25,7 @@ from typing import Any
 
 from absl import app, flags
 
-from benchmarks.common import (compile_counts_from_log, default_model_dir, machine_state, matmul_peak_flops,
+from benchmarks.common import (default_model_dir, our_run_details, machine_state, matmul_peak_flops,
                                report_phases, timed_process, versions, write_results)
 
 FLAGS = flags.FLAGS
@@ -164,10 +164,9 @@ def drive() -> dict[str, Any]:
     torch_configs = [(int(t), int(b)) for t in FLAGS.torch_threads for b in FLAGS.torch_batch_sizes]
     runs: dict[str, list[dict[str, Any]]] = {"jax": [], **{f"torch_threads_{t}_batch_{b}": [] for t, b in torch_configs}}
     for _ in range(FLAGS.repeats):
-        runs["jax"].append(timed_process([
+        runs["jax"].append(our_run_details(timed_process([
             sys.executable, "-m", "launch.score", f"--model={model_dir}", f"--requests={req_path}",
-            f"--output={tmp}/jax.jsonl", f"--batch_size={FLAGS.batch_size}"]))
-        runs["jax"][-1]["compile_counts"] = compile_counts_from_log(runs["jax"][-1]["stderr_tail"])
+            f"--output={tmp}/jax.jsonl", f"--batch_size={FLAGS.batch_size}"])))
         for threads, batch_size in torch_configs:
             runs[f"torch_threads_{threads}_batch_{batch_size}"].append(timed_process([
                 sys.executable, "-m", "benchmarks.bench_scoring", "--role=torch", f"--model={model_dir}",
@@ -199,7 +198,7 @@ def main(argv: list[str]) -> None:
     results = drive()
     for runs in results["runs"].values():
         for run in runs:
-            run.pop("stderr_tail")
+            run.pop("stderr_tail", None)  # torch runs; ours were parsed by our_run_details
     path = write_results("scoring", results)
     print(json.dumps({k: results[k] for k in ("jax_wall_s_median", "torch_medians_by_config", "speedup", "agreement", "mfu")},
                      indent=1))

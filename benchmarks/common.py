@@ -53,6 +53,18 @@ def compile_counts_from_log(stderr: str) -> dict[str, int] | None:
     return json.loads(match.group(1).replace("'", '"')) if match else None
 
 
+def engine_timing_from_log(stderr: str) -> dict[str, float] | None:
+    """The `timing {...}` dict (load / compile / compute seconds) our CLIs log at the end."""
+    match = re.search(r"timing (\{[^}]*\})", stderr)
+    return json.loads(match.group(1).replace("'", '"')) if match else None
+
+
+def our_run_details(run: dict[str, Any]) -> dict[str, Any]:
+    """A timed run of our CLI with its compile counts and load / compile / compute split (from its log)."""
+    stderr = run.pop("stderr_tail")
+    return {**run, "compile_counts": compile_counts_from_log(stderr), "phases": engine_timing_from_log(stderr)}
+
+
 def matmul_peak_flops(size: int = 2048, repeats: int = 7) -> float:
     """Best observed FLOP/s of a fp32 (size x size) @ (size x size) jnp.dot on this machine."""
     import jax

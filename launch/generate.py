@@ -42,8 +42,8 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: {e}")
     atomic_write_jsonl(FLAGS.output, [{**row, **generation_fields(g)} for row, g in zip(rows, generations)])
     reasons = {r: sum(g.finish_reason == r for g in generations) for r in ("stop", "eos", "length")}
-    logging.info("generated %d continuations (%s) in %.1fs; compiled %s; wrote %s", len(generations), reasons,
-                 time.perf_counter() - start, engine.compile_counts, FLAGS.output)
+    logging.info("generated %d continuations (%s) in %.1fs; compiled %s; timing %s; wrote %s", len(generations),
+                 reasons, time.perf_counter() - start, engine.compile_counts, engine.timing, FLAGS.output)
 
 
 if __name__ == "__main__":

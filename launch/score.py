@@ -42,8 +42,9 @@ def main(argv: list[str]) -> None:
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     atomic_write_jsonl(FLAGS.output, [{**row, **score_fields(r)} for row, r in zip(rows, results)])
-    logging.info("scored %d requests (%d truncated) in %.1fs; compiled %s; wrote %s", len(results),
-                 sum(r.truncated for r in results), time.perf_counter() - start, engine.compile_counts, FLAGS.output)
+    logging.info("scored %d requests (%d truncated) in %.1fs; compiled %s; timing %s; wrote %s", len(results),
+                 sum(r.truncated for r in results), time.perf_counter() - start, engine.compile_counts, engine.timing,
+                 FLAGS.output)
 
 
 if __name__ == "__main__":

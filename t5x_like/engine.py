@@ -40,6 +40,7 @@ class Engine:
             params, config = merge_lora(params, config.lora), config.replace(lora=None)
         tokenizer.check_matches_model(config.vocab_size)
         self.config, self.params, self.tokenizer, self.progress = config, params, tokenizer, progress
+        self.load_s = 0.0  # set by from_dir: seconds to read weights and tokenizer
         self.model = Llama(config)
         self.max_length = max_length or config.max_position_embeddings
         self.eos_ids = tuple(sorted({*config.eos_token_ids, *(() if tokenizer.eos_id is None else (tokenizer.eos_id,))}))
@@ -59,9 +60,11 @@ class Engine:
         start = time.perf_counter()
         config, params = hf_io.load_model_dir(path, dtype=dtype)
         tokenizer = load_tokenizer(tokenizer_dir or path, add_bos=add_bos)
-        log.info("loaded %s (%s, %.1fM params) in %.1fs", path, dtype, config.num_params() / 1e6,
-                 time.perf_counter() - start)
-        return cls(config, params, tokenizer, **kwargs)
+        load_s = time.perf_counter() - start
+        log.info("loaded %s (%s, %.1fM params) in %.1fs", path, dtype, config.num_params() / 1e6, load_s)
+        engine = cls(config, params, tokenizer, **kwargs)
+        engine.load_s = load_s
+        return engine
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         """Loglikelihood results in input order (lm-eval semantics, see t5x_like.scoring)."""
@@ -81,6 +84,13 @@ class Engine:
         """Programs compiled so far: scoring bodies / heads and generation programs."""
         return {"score_body": self.scorer.compile_count["body"], "score_head": self.scorer.compile_count["head"],
                 "generate": self.generator.compile_count}
+
+    @property
+    def timing(self) -> dict[str, float]:
+        """Seconds spent loading, compiling and computing (both paths), for logs and benchmarks."""
+        paths = (self.scorer.stats, self.generator.stats)
+        return {"load_s": round(self.load_s, 2), "compile_s": round(sum(s["compile_s"] for s in paths), 2),
+                "compute_s": round(sum(s["compute_s"] for s in paths), 2)}
 
     @property
     def stats(self) -> dict[str, Any]:
