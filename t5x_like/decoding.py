@@ -6,6 +6,13 @@ decodes a token per step for the whole batch. Each row finishes on its own (EOS,
 token sequences, or its own `max_new_tokens`); a finished row stops contributing (its outputs are
 masked and its cache slots stay invalid) and the loop exits as soon as every row is done.
 
+Stragglers: a decode step streams every weight whatever the number of active rows, so a batch
+whose rows are mostly done wastes most of each step. When other requests are still waiting, the
+loop also exits once at most a quarter of its rows are active (after at least
+`MIN_STEPS_BEFORE_PREEMPT` steps); those rows go back to the queue with their tokens so far
+appended to the prompt and continue in a later batch with other long-running rows. Their tokens are
+the ones an uninterrupted run computes (greedy; the prefill recomputes their cache).
+
 Stop strings are authoritative on the host: after the loop, the continuation text is decoded and
 cut at the earliest stop string (`finish_reason="stop"`). To stop early, the loop also matches a few
 token spellings of each stop string (`stop_token_sequences`); those only end a row sooner, they
@@ -13,6 +20,7 @@ never decide the text.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import time
@@ -35,6 +43,8 @@ MAX_STOP_TOKENS = 8  # longer spellings are left to the host-side check
 MIN_NEW_BUCKET = 16
 PROMPT_BUCKET_STEP = 32  # finer than scoring's 64: every decode step attends over the padded prompt too
 _NO_TOKEN = -2  # fills the tail buffer before a row has generated enough tokens
+MIN_STEPS_BEFORE_PREEMPT = 16  # a batch decodes at least this many steps before it may hand stragglers back
+PREEMPT_ACTIVE_FRACTION = 4  # ... and does so once at most 1/4 of its rows are still active
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +65,22 @@ class Generation:
     finish_reason: str
     tokens: tuple[int, ...] = ()  # the generated ids kept (EOS excluded, cut at the stop string)
     truncated: bool = False  # the prompt was left-truncated to fit max_length
+
+
+@dataclasses.dataclass(frozen=True)
+class _Work:
+    """A request in the generation queue: its (fitted) prompt and the tokens generated so far."""
+
+    index: int
+    prompt: tuple[int, ...]
+    max_new: int
+    stops: tuple[tuple[int, ...], ...]
+    generated: tuple[int, ...] = ()
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """What the next batch prefills: the prompt and everything generated so far."""
+        return self.prompt + self.generated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,13 +151,15 @@ def _select(logits_bv: jax.Array, temperature: jax.Array, rng: jax.Array) -> jax
 
 
 def generate_batch(model: Llama, params: Any, tokens_bp: jax.Array, valid_bp: jax.Array,
-                   max_new_b: jax.Array, stop_seqs_bst: jax.Array, stop_lens_bs: jax.Array,
-                   temperature: jax.Array, rng: jax.Array, *, num_new: int, eos_ids: tuple[int, ...],
-                   pad_id: int) -> tuple[jax.Array, jax.Array]:
+                   max_new_b: jax.Array, stop_seqs_bst: jax.Array, stop_lens_bs: jax.Array, tail_bt: jax.Array,
+                   temperature: jax.Array, rng: jax.Array, may_preempt: jax.Array, *, num_new: int,
+                   eos_ids: tuple[int, ...], pad_id: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Prefill left-padded prompts, then decode up to `num_new` tokens in one while_loop.
 
-    Returns the generated ids (B, num_new) (pad after a row's end) and the number of ids each row
-    produced, EOS included.
+    `tail_bt` holds each row's last generated tokens (a continued row's; `_NO_TOKEN` otherwise) so
+    stop sequences spanning two batches still match. With `may_preempt`, the loop also ends when
+    stragglers remain (see the module docstring). Returns the generated ids (B, num_new) (pad after
+    a row's end), the number of ids each row produced (EOS included) and which rows finished.
     """
     config = model.config
     batch, prompt_len = tokens_bp.shape
@@ -161,11 +189,14 @@ def generate_batch(model: Llama, params: Any, tokens_bp: jax.Array, valid_bp: ja
              "out": jnp.full((batch, num_new), pad_id, jnp.int32),
              "count": jnp.zeros((batch,), jnp.int32),
              "done": ~jnp.any(valid_bp, axis=1),  # padding rows are done from the start
-             "tail": jnp.full((batch, MAX_STOP_TOKENS), _NO_TOKEN, jnp.int32)}
+             "tail": tail_bt}
     state = record(state, _select(logits_bv, temperature, jax.random.fold_in(rng, 0)))
 
     def cond(state: dict[str, Any]) -> jax.Array:
-        return (state["i"] < num_new) & ~jnp.all(state["done"])
+        active = jnp.sum(~state["done"])
+        stragglers = may_preempt & (state["i"] >= MIN_STEPS_BEFORE_PREEMPT) & (
+            active * PREEMPT_ACTIVE_FRACTION <= batch)
+        return (state["i"] < num_new) & (active > 0) & ~stragglers
 
     def step(state: dict[str, Any]) -> dict[str, Any]:
         i = state["i"]
@@ -178,7 +209,7 @@ def generate_batch(model: Llama, params: Any, tokens_bp: jax.Array, valid_bp: ja
         return record({**state, "cache": cache}, token_b)
 
     state = jax.lax.while_loop(cond, step, state)
-    return state["out"], state["count"]
+    return state["out"], state["count"], state["done"]
 
 
 class Generator:
@@ -197,7 +228,8 @@ class Generator:
         self.buckets = length_buckets(self.max_length, step=PROMPT_BUCKET_STEP)
         self.seed = seed
         self._programs: dict[tuple[int, int], Any] = {}
-        self.stats = {"requests": 0, "truncated": 0, "batches": 0, "compile_s": 0.0, "compute_s": 0.0}
+        self.stats = {"requests": 0, "truncated": 0, "batches": 0, "preempted": 0, "compile_s": 0.0,
+                      "compute_s": 0.0}
 
     @property
     def compile_count(self) -> int:
@@ -210,8 +242,9 @@ class Generator:
             b = self.rows(prompt_len)
             i32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)
             args = (self.params, i32(b, prompt_len), jax.ShapeDtypeStruct((b, prompt_len), jnp.bool_), i32(b),
-                    i32(b, MAX_STOP_SEQUENCES, MAX_STOP_TOKENS), i32(b, MAX_STOP_SEQUENCES),
-                    jax.ShapeDtypeStruct((), jnp.float32), jax.eval_shape(lambda: jax.random.key(0)))
+                    i32(b, MAX_STOP_SEQUENCES, MAX_STOP_TOKENS), i32(b, MAX_STOP_SEQUENCES), i32(b, MAX_STOP_TOKENS),
+                    jax.ShapeDtypeStruct((), jnp.float32), jax.eval_shape(lambda: jax.random.key(0)),
+                    jax.ShapeDtypeStruct((), jnp.bool_))
             fn = jax.jit(lambda *a: generate_batch(self.model, *a, num_new=num_new, eos_ids=self.eos_ids,
                                                    pad_id=self.pad_id))
             start = time.perf_counter()
@@ -238,7 +271,7 @@ class Generator:
                         stop_sequences: Sequence[Sequence[tuple[int, ...]]] | None = None,
                         temperature: float = 0.0, seed: int | None = None, progress: bool = True
                         ) -> list[TokenGeneration]:
-        """Generated ids per prompt, in input order; prompts are grouped longest first into batches.
+        """Generated ids per prompt, in input order; the queue is kept longest first and cut into batches.
 
         Sampling (temperature > 0) draws from `seed` (default: the generator's) folded with the batch index.
         """
@@ -248,45 +281,57 @@ class Generator:
         if truncated:
             log.warning("generation: %d of %d prompts left-truncated to fit max_length=%d", truncated,
                         len(prompts), self.max_length)
-        order = sorted(range(len(prompts)), key=lambda i: (-len(fitted[i][0]), i))
+        queue = sorted((_Work(i, tuple(fitted[i][0]), max_new_tokens[i], tuple(stop_sequences[i]))
+                        for i in range(len(prompts))), key=_queue_key)
         results: list[TokenGeneration | None] = [None] * len(prompts)
         bar = tqdm(total=len(prompts), desc="generating", unit="req", disable=not progress)
-        start = batch_index = 0
-        while start < len(order):
-            rows = order[start:start + self.rows(bucket_for(len(fitted[order[start]][0]), self.buckets))]
-            outputs = self._run([fitted[i][0] for i in rows], [max_new_tokens[i] for i in rows],
-                                [stop_sequences[i] for i in rows], temperature,
-                                jax.random.fold_in(jax.random.key(self.seed if seed is None else seed), batch_index))
-            for i, out in zip(rows, outputs):
-                results[i] = dataclasses.replace(out, truncated=fitted[i][1])
-            bar.update(len(rows))
-            start, batch_index = start + len(rows), batch_index + 1
+        batch_index = 0
+        while queue:
+            size = self.rows(bucket_for(len(queue[0].ids), self.buckets))
+            batch, queue = queue[:size], queue[size:]
+            key = jax.random.fold_in(jax.random.key(self.seed if seed is None else seed), batch_index)
+            for work, finished in self._run(batch, temperature, key, may_preempt=bool(queue)):
+                if finished:
+                    hit_eos = bool(work.generated) and work.generated[-1] in self.eos_ids
+                    results[work.index] = TokenGeneration(work.prompt, work.generated, hit_eos, fitted[work.index][1])
+                    bar.update(1)
+                else:
+                    bisect.insort(queue, work, key=_queue_key)
+                    self.stats["preempted"] += 1
+            batch_index += 1
         bar.close()
         self.stats["requests"] += len(prompts)
         self.stats["truncated"] += truncated
         return results  # type: ignore[return-value]
 
-    def _run(self, prompts: list[list[int]], max_new: list[int], stops: list[Sequence[tuple[int, ...]]],
-             temperature: float, rng: jax.Array) -> list[TokenGeneration]:
-        """One batch: pad, run the compiled program, unpack rows."""
-        num_new = new_tokens_bucket(max(max_new))
-        prompt_len = bucket_for(max(map(len, prompts)), self.buckets)  # cache slots may exceed max_length; positions do not
+    def _run(self, batch: list[_Work], temperature: float, rng: jax.Array, may_preempt: bool
+             ) -> list[tuple[_Work, bool]]:
+        """One batch: pad, run the compiled program; each row with its new tokens and whether it finished."""
+        remaining = [w.max_new - len(w.generated) for w in batch]
+        num_new = new_tokens_bucket(max(remaining))
+        prompt_len = bucket_for(max(len(w.ids) for w in batch), self.buckets)  # cache slots may exceed max_length; positions do not
         b = self.rows(prompt_len)
         program = self._program(prompt_len, num_new)
-        tokens, valid = left_pad(prompts, b, prompt_len, self.pad_id)
+        tokens, valid = left_pad([w.ids for w in batch], b, prompt_len, self.pad_id)
         max_new_b = np.zeros((b,), np.int32)
-        max_new_b[:len(max_new)] = max_new
-        seqs, lens = stop_arrays(stops, b)
+        max_new_b[:len(batch)] = remaining
+        seqs, lens = stop_arrays([w.stops for w in batch], b)
+        tails = np.full((b, MAX_STOP_TOKENS), _NO_TOKEN, np.int32)
+        for r, work in enumerate(batch):
+            last = work.generated[-MAX_STOP_TOKENS:]
+            tails[r, MAX_STOP_TOKENS - len(last):] = last
         start = time.perf_counter()
-        out, count = jax.device_get(program(self.params, tokens, valid, max_new_b, seqs, lens,
-                                            np.float32(temperature), rng))
+        out, count, done = jax.device_get(program(self.params, tokens, valid, max_new_b, seqs, lens, tails,
+                                                  np.float32(temperature), rng, np.bool_(may_preempt)))
         self.stats["compute_s"] += time.perf_counter() - start
         self.stats["batches"] += 1
-        results = []
-        for r in range(len(prompts)):
-            ids = tuple(int(t) for t in out[r, :count[r]])
-            results.append(TokenGeneration(tuple(prompts[r]), ids, bool(ids) and ids[-1] in self.eos_ids))
-        return results
+        return [(dataclasses.replace(w, generated=w.generated + tuple(int(t) for t in out[r, :count[r]])),
+                 bool(done[r])) for r, w in enumerate(batch)]
+
+
+def _queue_key(work: _Work) -> tuple[int, int]:
+    """Longest first (the batch's first row sets its prompt bucket), then input order."""
+    return -len(work.ids), work.index
 
 
 def continuation_text(tokenizer: Tokenizer, prompt_ids: Sequence[int], new_ids: Sequence[int]) -> str:

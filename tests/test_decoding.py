@@ -119,6 +119,20 @@ def test_eos_and_per_row_limits_end_rows_independently():
     assert limited[0].hit_eos and limited[3].tokens == free[3].tokens[:1]
 
 
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_stragglers_handed_back_continue_with_the_same_tokens(name):
+    """Batches of 4 whose rows mostly stop after 2 tokens hand their one long row back to the queue
+    (prompt + tokens so far, re-prefilled); every row's tokens equal a single batch that never preempts."""
+    rng = np.random.default_rng(1)
+    prompt_ids = [rng.integers(3, 211, n).tolist() for n in (9, 3, 14, 6, 11, 2, 7, 12)]
+    max_new = [NEW_TOKENS if len(p) in (14, 7) else 2 for p in prompt_ids]  # one long row per batch of 4
+    whole, single = ours(name, prompt_ids, max_new=max_new, batch_size=8)
+    split, generator = ours(name, prompt_ids, max_new=max_new, batch_size=4)
+    assert single.stats["preempted"] == 0 and generator.stats["preempted"] >= 1
+    assert [r.tokens for r in split] == [r.tokens for r in whole]
+    assert [len(r.tokens) for r in split] == max_new
+
+
 def test_stop_token_sequences_end_a_row_early():
     free, _ = ours("llama", prompts())
     stop = tuple(free[1].tokens[10:12])
