@@ -1,11 +1,11 @@
 r"""Per-task log-likelihood ranking accuracy of SmolLM2-135M-Instruct on the real task data, with a
 one-sided binomial test against chance: through the project's own evaluation (`ev.run`, loglik mode)
-in the paper's base-model settings, and lm-eval's zero-shot cloze prompts (launch/score_demo.PROMPTS)
+in the paper's base-model settings, and lm-eval's zero-shot cloze prompts (`t5x_like.zero_shot`)
 through the same scorer (`Engine.score`).
 
 python -m benchmarks.smollm2_ranking [--tasks=copa,piqa,...] [--num_test=400] \
     [--settings=base_d] [--zero_shot_tasks=arc_easy,copa,piqa] [--out=benchmarks/results/smollm2_ranking]
-Writes <out>.json (every figure) and <out>.md (the table). Data: --tasks_dir (default ../shared/data/tasks),
+Writes <out>.json (every figure) and <out>.md (the table). Data: --data_dir (default ../shared/data/tasks),
 prepared with the offline data config (seed 42); model: the PyPI GGUF converted by `gguf.ensure_smollm2`.
 """
 from __future__ import annotations
@@ -26,13 +26,12 @@ sys.path.insert(0, _ROOT)
 from benchmarks import common  # noqa: E402
 from configs import base  # noqa: E402
 from configs.data import offline  # noqa: E402
-from launch.score_demo import PROMPTS  # noqa: E402
 from t5x_like import evaluation as ev  # noqa: E402
 from t5x_like import io_utils  # noqa: E402
 from t5x_like.data import pipeline  # noqa: E402
 from t5x_like.data.sources import load_examples  # noqa: E402
 from t5x_like.engine import Engine  # noqa: E402
-from t5x_like.metrics.ranking import ranking_accuracy  # noqa: E402
+from t5x_like.zero_shot import PROMPTS, rank_zero_shot  # noqa: E402
 
 ZERO_SHOT = "lm_eval_zero_shot"
 
@@ -42,8 +41,8 @@ _NUM_TEST = flags.DEFINE_integer("num_test", 400, "Test items per task (fewer wh
 _SETTINGS = flags.DEFINE_string("settings", "base_d", "Base-model settings to evaluate ('' = none).")
 _ZERO_SHOT_TASKS = flags.DEFINE_string("zero_shot_tasks", ",".join(sorted(PROMPTS)),
                                        f"Tasks ranked with lm-eval's zero-shot prompts (of {sorted(PROMPTS)}; '' = none).")
-_DATA_DIR = flags.DEFINE_string("tasks_dir", os.path.join(os.path.dirname(_ROOT), "shared", "data", "tasks"),
-                                "Offline task data (--data_dir is launch.score_demo's flag).")
+_DATA_DIR = flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(_ROOT), "shared", "data", "tasks"),
+                                "Offline task data.")
 _OUT = flags.DEFINE_string("out", os.path.join(_ROOT, "benchmarks", "results", "smollm2_ranking"),
                            "Output path prefix (.json and .md are written).")
 
@@ -76,12 +75,8 @@ def binomial_p(correct: int, n: int, chance: float) -> float:
     return float(binomtest(correct, n, chance, alternative="greater").pvalue)
 
 
-def task_row(setting: str, task: str, metrics: Mapping[str, float], records: Sequence[Mapping[str, Any]]
-             ) -> dict[str, Any]:
-    """One table row: n, chance (mean 1/options), acc, acc_norm and their binomial p against chance."""
-    n = len(records)
-    chance = sum(1 / len(r["options"]) for r in records) / n
-    acc, acc_norm = metrics["accuracy"], metrics["acc_norm_accuracy"]
+def task_row(setting: str, task: str, n: int, chance: float, acc: float, acc_norm: float) -> dict[str, Any]:
+    """One table row: n, chance (mean 1/options, a fraction), acc, acc_norm (percent) and their binomial p."""
     return {"setting": setting, "task": task, "n": n, "chance": round(100 * chance, 1),
             "acc": round(acc, 1), "acc_norm": round(acc_norm, 1),
             "p_acc": binomial_p(round(acc * n / 100), n, chance),
@@ -90,15 +85,8 @@ def task_row(setting: str, task: str, metrics: Mapping[str, float], records: Seq
 
 def zero_shot_row(engine: Engine, task: str, num_test: int, data_dir: str) -> dict[str, Any]:
     """The first `num_test` eval examples of `task` ranked zero-shot with lm-eval's prompt for it."""
-    examples = load_examples(task, "eval", data_dir=data_dir)[:num_test]
-    prompts = [PROMPTS[task](ex) for ex in examples]
-    results = iter(engine.score([r for context, options in prompts for r in ev.option_requests(context, options)]))
-    loglikelihoods = [[next(results).logprob for _ in options] for _, options in prompts]
-    gold = [list(ex.options).index(ex.label) for ex in examples]
-    accuracy = ranking_accuracy(loglikelihoods, [options for _, options in prompts], gold)
-    records = [{"options": options} for _, options in prompts]
-    return task_row(ZERO_SHOT, task, {"accuracy": accuracy["acc"], "acc_norm_accuracy": accuracy["acc_norm"]},
-                    records)
+    ranking = rank_zero_shot(engine, task, load_examples(task, "eval", data_dir=data_dir)[:num_test])
+    return task_row(ZERO_SHOT, task, ranking.n, ranking.chance / 100, ranking.acc, ranking.acc_norm)
 
 
 def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -122,7 +110,9 @@ def setting_rows(engine: Engine, model_dir: str, settings: Sequence[ev.Setting])
             for score in result.scores:
                 task = score.row["task"]
                 records = io_utils.read_jsonl(ev.predictions_path(workdir, setting.name, task))
-                rows.append(task_row(setting.name, task, score.metrics, records))
+                chance = sum(1 / len(r["options"]) for r in records) / len(records)
+                rows.append(task_row(setting.name, task, len(records), chance, score.metrics["accuracy"],
+                                     score.metrics["acc_norm_accuracy"]))
                 logging.info("%s", rows[-1])
     return rows
 

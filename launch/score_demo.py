@@ -2,9 +2,9 @@
 
   python -m launch.score_demo [--task=arc_easy|piqa|copa] [--limit=100] [--data_dir=DIR] [--model=DIR]
 
-Zero-shot, lm-evaluation-harness style: each option is a continuation of the task's lm-eval prompt
-(" " + option), the highest summed log-likelihood wins (`acc`), or the highest per character
-(`acc_norm`). Prints both next to the chance rate. Examples come from the data registry
+Zero-shot, lm-evaluation-harness style (`t5x_like.zero_shot`): each option is a continuation of the
+task's lm-eval prompt (" " + option), the highest summed log-likelihood wins (`acc`), or the highest
+per character (`acc_norm`). Prints both next to the chance rate. Examples come from the data registry
 (`t5x_like.data.sources.load_examples`, local files under --data_dir / $T5X_LIKE_DATA_DIR);
 the model defaults to the PyPI GGUF converted once by `t5x_like.gguf.ensure_smollm2`.
 """
@@ -12,30 +12,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 
-import numpy as np
 from absl import app, flags
 
 from t5x_like import gguf
-from t5x_like.data.examples import Example
 from t5x_like.data.sources import load_examples
 from t5x_like.engine import Engine
-from t5x_like.evaluation import option_requests
-from t5x_like.metrics.ranking import ranking_accuracy
-
-
-def _copa_context(ex: Example) -> str:
-    connector = {"cause": "because", "effect": "therefore"}[ex.field("question")]
-    return f"{ex.field('premise').strip()[:-1]} {connector}"
-
-
-# lm-eval's zero-shot prompt and option text for each task: (context, options).
-PROMPTS: dict[str, Callable[[Example], tuple[str, list[str]]]] = {
-    "arc_easy": lambda ex: (f"Question: {ex.field('question')}\nAnswer:", list(ex.options)),
-    "piqa": lambda ex: (f"Question: {ex.field('goal')}\nAnswer:", list(ex.options)),
-    "copa": lambda ex: (_copa_context(ex), [o[0].lower() + o[1:] for o in ex.options]),
-}
+from t5x_like.zero_shot import PROMPTS, rank_zero_shot
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("task", "arc_easy", sorted(PROMPTS), "Multiple-choice task to rank options of.")
@@ -57,17 +40,10 @@ def main(argv: list[str]) -> None:
         engine = Engine.from_dir(model_dir, dtype=FLAGS.dtype, batch_size=FLAGS.batch_size)
     except (ValueError, OSError, RuntimeError) as e:
         sys.exit(f"error: {e}")
-    prompts = [PROMPTS[FLAGS.task](ex) for ex in examples]
-    requests = [r for context, options in prompts for r in option_requests(context, options)]
-    results = iter(engine.score(requests))
-    loglikelihoods = [[next(results).logprob for _ in options] for _, options in prompts]
-    options = [opts for _, opts in prompts]
-    gold = [list(ex.options).index(ex.label) for ex in examples]
-    accuracy = ranking_accuracy(loglikelihoods, options, gold)
-    chance = 100.0 * float(np.mean([1.0 / len(opts) for opts in options]))
-    print(f"{FLAGS.task}: {len(examples)} examples, {len(requests)} loglikelihood requests, model {model_dir}")
-    print(f"  acc      {accuracy['acc']:5.1f}%   (chance {chance:.1f}%)")
-    print(f"  acc_norm {accuracy['acc_norm']:5.1f}%")
+    ranking = rank_zero_shot(engine, FLAGS.task, examples)
+    print(f"{FLAGS.task}: {ranking.n} examples, {ranking.requests} loglikelihood requests, model {model_dir}")
+    print(f"  acc      {ranking.acc:5.1f}%   (chance {ranking.chance:.1f}%)")
+    print(f"  acc_norm {ranking.acc_norm:5.1f}%")
     print(f"  {time.perf_counter() - start:.0f}s in all; compiled {engine.compile_counts}; "
           f"{engine.scorer.stats['truncated']} requests truncated")
 

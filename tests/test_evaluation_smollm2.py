@@ -2,24 +2,26 @@
 
 The paper's base_d setting (`ev.run`, loglik mode) on a few tasks: per-task acc / acc_norm against chance
 are printed, the option log-likelihoods equal transformers PyTorch's on the same tokens, and two runs of
-the same items give the same numbers. lm-eval's zero-shot cloze prompts (launch/score_demo.PROMPTS)
+the same items give the same numbers. lm-eval's zero-shot cloze prompts (`t5x_like.zero_shot`)
 through the same scorer: accuracy above chance, by a one-sided binomial test (scipy) at p < 0.01, on
 the tasks and metrics where benchmarks/smollm2_ranking.py measured a clear margin (docs/evaluation.md,
 "SmolLM2 figures"); in base_d this 135M model shows none at the test's item counts.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from benchmarks.smollm2_ranking import ZERO_SHOT, task_row, zero_shot_row
 from t5x_like import evaluation as ev
 from t5x_like import io_utils
 from t5x_like.data import pipeline
+from t5x_like.data.sources import load_examples
 from t5x_like.engine import Engine
+from t5x_like.zero_shot import ZeroShotRanking, rank_zero_shot
 
 from eval_helpers import eval_config, prepare_data
 
@@ -42,10 +44,14 @@ def hf_logprob(model, engine: Engine, context: str, continuation: str) -> float:
     return float(sum(logprobs[p, t] for p, t in zip(positions, cont)))
 
 
-def above_chance_p(row: dict, metric: str) -> float:
-    """One-sided binomial p of `row[metric]` (percent of row["n"] items) against the row's chance rate."""
-    correct = round(row[metric] * row["n"] / 100)
-    return binomtest(correct, row["n"], row["chance"] / 100, alternative="greater").pvalue
+def above_chance_p(ranking: ZeroShotRanking, metric: str) -> float:
+    """One-sided binomial p of `ranking.<metric>` (percent of n items) against its chance rate."""
+    correct = round(getattr(ranking, metric) * ranking.n / 100)
+    return binomtest(correct, ranking.n, ranking.chance / 100, alternative="greater").pvalue
+
+
+def zero_shot(engine: Engine, data_dir, task: str, n: int) -> ZeroShotRanking:
+    return rank_zero_shot(engine, task, load_examples(task, "eval", data_dir=str(data_dir))[:n])
 
 
 @pytest.mark.slow
@@ -57,17 +63,17 @@ def test_smollm2_loglik_per_task_matches_transformers(tmp_path, data_dir, smollm
     config = eval_config(data, smollm2_dir, settings="base_d", mode="loglik", shard_size=NUM_TEST, max_length=0)
     config.model.name = "smollm2_135m"
     first = ev.run(config, str(tmp_path / "a"), engines={"base": engine})
-    table = [task_row("base_d", s.row["task"], s.metrics,
-                      io_utils.read_jsonl(ev.predictions_path(str(tmp_path / "a"), "base_d", s.row["task"])))
-             for s in first.scores]
-    zero_shot = {task: zero_shot_row(engine, task, n, str(data_dir)) for task, n, _ in ABOVE_CHANCE}
+    table = [{"setting": "base_d", "task": s.row["task"], "n": s.row["n"], "acc": s.metrics["accuracy"],
+              "acc_norm": s.metrics["acc_norm_accuracy"]} for s in first.scores]
+    rankings = {task: zero_shot(engine, data_dir, task, n) for task, n, _ in ABOVE_CHANCE}
     with capsys.disabled():
         print("\nSmolLM2-135M loglik ranking accuracy:\n"
-              + "\n".join(json.dumps(r) for r in [*table, *zero_shot.values()]))
+              + "\n".join(json.dumps(r) for r in [*table, *map(dataclasses.asdict, rankings.values())]))
     for task, n, metric in ABOVE_CHANCE:
-        row = zero_shot[task]
-        assert row["setting"] == ZERO_SHOT and row["n"] == n
-        assert above_chance_p(row, metric) < P_MAX, f"{task}: {metric} {row[metric]} vs chance {row['chance']}"
+        ranking = rankings[task]
+        assert ranking.n == n
+        assert above_chance_p(ranking, metric) < P_MAX, \
+            f"{task}: {metric} {getattr(ranking, metric)} vs chance {ranking.chance}"
 
     model = transformers.AutoModelForCausalLM.from_pretrained(str(smollm2_dir)).eval()
     for task in TASKS:
@@ -80,5 +86,5 @@ def test_smollm2_loglik_per_task_matches_transformers(tmp_path, data_dir, smollm
 
     second = ev.run(config, str(tmp_path / "b"), engines={"base": engine})  # the same items, a fresh run dir
     assert [s.metrics for s in second.scores] == [s.metrics for s in first.scores]
-    again = {task: zero_shot_row(engine, task, n, str(data_dir)) for task, n, _ in ABOVE_CHANCE[:1]}
-    assert all(again[task] == zero_shot[task] for task in again)
+    task, n, _ = ABOVE_CHANCE[0]
+    assert zero_shot(engine, data_dir, task, n) == rankings[task]
