@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from t5x_like import io_utils
+from t5x_like.scoring import bucket_for
 
 LOSS_ON = ("full_sequence", "target_only")
 OVERLONG = ("drop", "truncate")
@@ -90,14 +91,6 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], encode: Callable[[str], list[i
     return out, too_long
 
 
-def bucket_for(length: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket length that holds `length` tokens."""
-    for b in sorted(buckets):
-        if length <= b:
-            return b
-    raise ValueError(f"sequence of {length} tokens exceeds the largest bucket {max(buckets)}")
-
-
 def pad_batch(seqs: Sequence[TokenizedExample], rows: int, length: int) -> Batch:
     """Right-padded (rows, length) arrays; missing rows are all-padding with zero weight."""
     tokens = np.zeros((rows, length), np.int32)
@@ -161,6 +154,7 @@ class TrainBatches:
 def eval_batches(seqs: Sequence[TokenizedExample], *, batch_size: int, buckets: Sequence[int],
                  rows: tuple[int, int] | None = None, max_batches: int = 0) -> Iterator[Batch]:
     """Validation batches in length order (least padding); the last one is padded with empty rows."""
+    buckets = sorted(buckets)
     ordered = sorted(seqs, key=lambda s: len(s.tokens))
     count = math.ceil(len(ordered) / batch_size)
     if max_batches:
