@@ -77,12 +77,26 @@ def lora_params(config: ModelConfig) -> int:
     return config.num_layers * per_layer
 
 
+def train_flops_per_token(config: ModelConfig, seq_len: int, mode: str) -> float:
+    """Model FLOPs per trained token (PaLM convention, attention non-causal): forward = 2 x matmul
+    params + 4 x layers x seq x attention width; full FT = 3 x forward; LoRA = 2 x forward (the
+    backward still propagates through frozen weights but computes no weight gradients) + adapters."""
+    matmul_params = config.num_params() - config.vocab_size * config.hidden_size * (not config.tie_word_embeddings)
+    matmul_params -= config.num_layers * 2 * config.hidden_size + config.hidden_size  # norms: no matmul
+    attention = 4 * config.num_layers * seq_len * config.num_heads * config.head_dim
+    forward = 2 * matmul_params + attention
+    if mode == "full":
+        return 3.0 * forward
+    adapters = 0
+    if config.lora is not None:
+        adapters = config.num_layers * sum(config.lora.rank * sum(config.projection_shape(t))
+                                           for t in config.lora.targets)
+    return 2.0 * forward + 6.0 * adapters
+
+
 def train_flops(config: ModelConfig, tokens: int, seq_len: int, lora: bool) -> float:
-    """FLOPs of one step: 2N forward, 2N activation grads, +2N weight grads unless the base is frozen."""
-    n = config.num_params()
-    attn = 4 * config.num_layers * config.num_heads * config.head_dim * seq_len  # QK^T and AV, per token
-    per_token_fwd = 2 * n + attn
-    return tokens * per_token_fwd * (2 if lora else 3)
+    """FLOPs of one step of `tokens` tokens (`train_flops_per_token` with mode "lora" or "full")."""
+    return tokens * train_flops_per_token(config, seq_len, "lora" if lora else "full")
 
 
 def estimate_training(config: ModelConfig, shape: TrainShape, hardware: Hardware, mfu: float = 0.4) -> Estimate:

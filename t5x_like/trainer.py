@@ -24,6 +24,7 @@ import optax
 from jax.experimental import multihost_utils
 
 from t5x_like import checkpoints, hf_io, io_utils, optimizers, train_data
+from t5x_like.estimates import train_flops_per_token
 from t5x_like.models import lora as lora_lib
 from t5x_like.models import sources
 from t5x_like.models.config import LoraConfig, ModelConfig, UnsupportedConfigError
@@ -125,23 +126,6 @@ def build_eval_step(model: Llama) -> Callable[[dict, dict, Batch], tuple[jax.Arr
         return token_loss_sums(model, lora_lib.combine(frozen, trained), batch, None)
 
     return step
-
-
-def train_flops_per_token(config: ModelConfig, seq_len: int, mode: str) -> float:
-    """Model FLOPs per trained token (PaLM convention, attention non-causal): forward = 2 x matmul
-    params + 4 x layers x seq x attention width; full FT = 3 x forward; LoRA = 2 x forward (the
-    backward still propagates through frozen weights but computes no weight gradients) + adapters."""
-    matmul_params = config.num_params() - config.vocab_size * config.hidden_size * (not config.tie_word_embeddings)
-    matmul_params -= config.num_layers * 2 * config.hidden_size + config.hidden_size  # norms: no matmul
-    attention = 4 * config.num_layers * seq_len * config.num_heads * config.head_dim
-    forward = 2 * matmul_params + attention
-    if mode == "full":
-        return 3.0 * forward
-    adapters = 0
-    if config.lora is not None:
-        adapters = config.num_layers * sum(config.lora.rank * sum(config.projection_shape(t))
-                                           for t in config.lora.targets)
-    return 2.0 * forward + 6.0 * adapters
 
 
 def measured_matmul_flops(seconds: float = 0.5, size: int = 1024) -> float:
