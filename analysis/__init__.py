@@ -2,5 +2,6 @@
 
 load (results dirs -> validated table), pairs (seed means, tuned-vs-base pairing), stats,
 correlations (H1), claims (per-task paired tests, new capabilities), tables, plots, report
-(``run_analysis``). Reads results only; never imports jax, flax or t5x_like. See docs/analysis.md.
+(``run_analysis``). Reads results only; never imports jax, flax or model code (of
+t5x_like only the stdlib-only io_utils, for atomic writes and jsonl). See docs/analysis.md.
 """

@@ -23,7 +23,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from analysis.pairs import Pair, setting_order, short_adapter_labels  # noqa: E402
-from analysis.tables import atomic_write, format_p  # noqa: E402
+from analysis.tables import format_p  # noqa: E402
+from t5x_like.io_utils import atomic_write_bytes  # noqa: E402
 
 _MARKERS = {True: "o", False: "^"}
 DPI = 150
@@ -35,7 +36,7 @@ def save(fig: plt.Figure, stem: str) -> list[str]:
     for ext in ("png", "pdf"):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=ext, dpi=DPI, bbox_inches="tight")
-        atomic_write(f"{stem}.{ext}", buffer.getvalue())
+        atomic_write_bytes(f"{stem}.{ext}", buffer.getvalue())
         paths.append(f"{stem}.{ext}")
     plt.close(fig)
     return paths

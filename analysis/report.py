@@ -20,8 +20,9 @@ from analysis import claims, correlations, plots, stats
 from analysis.load import Results, ResultsError, load_results
 from analysis.pairs import (TUNED_SETTINGS, Pair, build_pairs, is_tuned, seed_means,
                             short_adapter_labels, task_info, with_series_labels)
-from analysis.tables import (atomic_write, format_cell, format_mean_std, format_number, format_p,
+from analysis.tables import (format_cell, format_mean_std, format_number, format_p,
                              to_markdown, write_table)
+from t5x_like.io_utils import atomic_write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,7 +296,7 @@ def run_analysis(results_dirs: Sequence[str], output_dir: str,
     os.makedirs(os.path.join(output_dir, "figures"), exist_ok=True)
     table, per_seed = correlations.correlation_table(pairs, info, subsets, min_cluster_tasks,
                                                      n_bootstrap, seed)
-    atomic_write(os.path.join(output_dir, "correlations_per_seed.csv"), per_seed.to_csv(index=False))
+    atomic_write_text(os.path.join(output_dir, "correlations_per_seed.csv"), per_seed.to_csv(index=False))
     paired = claims.paired_tests(pairs, results, n_bootstrap, seed, alpha)
     checks = claims.chance_checks(results, info, tuned_settings, alpha)
     caps = claims.new_capabilities(checks)
@@ -308,8 +309,8 @@ def run_analysis(results_dirs: Sequence[str], output_dir: str,
     blocks += _write_per_task(means, info, tuned_settings, output_dir)
     blocks += _write_claims(paired, checks, caps, info, output_dir)
     blocks += [Block("h2", "Caveats"), Block("list", _caveats(table, info, means))]
-    atomic_write(os.path.join(output_dir, "report.md"), render_markdown(blocks, output_dir))
-    atomic_write(os.path.join(output_dir, "report.html"), render_html(blocks, "analysis report"))
+    atomic_write_text(os.path.join(output_dir, "report.md"), render_markdown(blocks, output_dir))
+    atomic_write_text(os.path.join(output_dir, "report.html"), render_html(blocks, "analysis report"))
     logging.info("wrote %s (report.md, report.html, tables, figures/)", output_dir)
     return table
 
@@ -378,7 +379,7 @@ def _write_claims(paired: pd.DataFrame, checks: pd.DataFrame, caps: pd.DataFrame
                          "the evaluator's per-item correctness, not the task metric).")]
     blocks.append(Block("h2", "H3: new capabilities (tuned solves, every base setting at chance)"))
     if not checks.empty:
-        atomic_write(os.path.join(output_dir, "chance_checks.csv"), checks.to_csv(index=False))
+        atomic_write_text(os.path.join(output_dir, "chance_checks.csv"), checks.to_csv(index=False))
     display = capabilities_display(caps) if not caps.empty else pd.DataFrame(
         columns=["model", "adapter", "tuned_setting", "task", "cluster", "seen", "chance", "tuned"])
     write_table(caps if not caps.empty else display, output_dir, "new_capabilities",

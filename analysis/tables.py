@@ -7,31 +7,17 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy as np
 import pandas as pd
+
+from t5x_like.io_utils import atomic_write_text
 
 MISSING = "–"
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                    "^": r"\textasciicircum{}", "–": "--", "±": r"$\pm$", "ρ": r"$\rho$",
                    "τ": r"$\tau$"}
-
-
-def atomic_write(path: str, data: str | bytes) -> None:
-    """Writes text or bytes to ``path`` via a temporary file in the same directory + os.replace."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def format_p(p: float) -> str:
@@ -104,7 +90,7 @@ def write_table(frame: pd.DataFrame, output_dir: str, name: str, caption: str,
     """Writes ``name``.csv (``frame``) and ``name``.md / ``name``.tex (``display``, default frame)."""
     display = frame if display is None else display
     paths = [os.path.join(output_dir, f"{name}.{ext}") for ext in ("csv", "md", "tex")]
-    atomic_write(paths[0], frame.to_csv(index=False))
-    atomic_write(paths[1], to_markdown(display))
-    atomic_write(paths[2], to_latex(display, caption, name))
+    atomic_write_text(paths[0], frame.to_csv(index=False))
+    atomic_write_text(paths[1], to_markdown(display))
+    atomic_write_text(paths[2], to_latex(display, caption, name))
     return paths

@@ -16,19 +16,25 @@ import tempfile
 from typing import Any, Iterable, Iterator
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Writes `text` to `path` via a temp file in the same directory + os.replace."""
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Writes `data` to `path` via a temp file in the same directory + os.replace (mode as open() gives)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes `text` (UTF-8) to `path` atomically (see atomic_write_bytes)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str, obj: Any) -> None:

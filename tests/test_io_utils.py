@@ -19,6 +19,18 @@ def test_atomic_directory_replaces_whole_and_has_mkdir_permissions(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(reference.stat().st_mode)
 
 
+def test_atomic_file_writes_have_open_permissions_and_exact_content(tmp_path):
+    io_utils.atomic_write_text(str(tmp_path / "t.md"), "α|β\n")
+    io_utils.atomic_write_bytes(str(tmp_path / "b.png"), b"\x89PNG\x00")
+    reference = tmp_path / "made_by_open"
+    reference.write_text("")
+    assert (tmp_path / "t.md").read_bytes() == "α|β\n".encode("utf-8")
+    assert (tmp_path / "b.png").read_bytes() == b"\x89PNG\x00"
+    for name in ("t.md", "b.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == stat.S_IMODE(reference.stat().st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["b.png", "made_by_open", "t.md"]
+
+
 def test_failed_atomic_writes_leave_no_trace(tmp_path):
     with pytest.raises(RuntimeError):
         with io_utils.atomic_directory(str(tmp_path / "out")):
