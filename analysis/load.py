@@ -8,7 +8,6 @@ unioned: identical rows are kept once, rows with the same key but different cont
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -17,6 +16,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 from absl import logging
+
+from t5x_like.io_utils import iter_jsonl
 
 SCORE_COLUMNS = ("model", "adapter", "seed", "setting", "task", "cluster", "category", "seen",
                  "metric", "value", "n")
@@ -164,22 +165,22 @@ def union_scores(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 def read_predictions(path: str) -> Predictions:
     """Reads one predictions jsonl (fields ``id``, ``correct``, optional ``options``)."""
     ids, correct, chances = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                ids.append(str(item["id"]))
-                flag = item["correct"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ResultsError(f"{path} line {line_no}: each line must be a JSON object with "
-                                   f"'id' and 'correct' ({type(e).__name__}: {e}).") from e
-            if not isinstance(flag, (bool, int)) or flag not in (0, 1):
-                raise ResultsError(f"{path} line {line_no}: 'correct' must be a boolean, got {flag!r}.")
-            correct.append(bool(flag))
-            options = item.get("options")
-            chances.append(100.0 / len(options) if isinstance(options, list) and options else math.nan)
+    try:
+        lines = list(iter_jsonl(path))
+    except ValueError as e:
+        raise ResultsError(f"{e}; each line must be a JSON object with 'id' and 'correct'.") from e
+    for line_no, item in lines:
+        try:
+            ids.append(str(item["id"]))
+            flag = item["correct"]
+        except (KeyError, TypeError) as e:
+            raise ResultsError(f"{path} line {line_no}: each line must be a JSON object with "
+                               f"'id' and 'correct' ({type(e).__name__}: {e}).") from e
+        if not isinstance(flag, (bool, int)) or flag not in (0, 1):
+            raise ResultsError(f"{path} line {line_no}: 'correct' must be a boolean, got {flag!r}.")
+        correct.append(bool(flag))
+        options = item.get("options")
+        chances.append(100.0 / len(options) if isinstance(options, list) and options else math.nan)
     if not ids:
         raise ResultsError(f"{path}: no predictions.")
     series = pd.Series(correct, index=pd.Index(ids, name="id"), name="correct")

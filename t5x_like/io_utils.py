@@ -47,18 +47,21 @@ def atomic_write_jsonl(path: str, rows: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
 
 
-def read_jsonl(path: str) -> list[dict[str, Any]]:
-    """All rows of a jsonl file; a malformed line raises naming the file and line number."""
-    rows = []
+def iter_jsonl(path: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line; a malformed line raises naming the file and line."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                yield number, json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{number}: malformed JSON line ({e.msg})") from e
-    return rows
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+    """All rows of a jsonl file (blank lines skipped); a malformed line raises naming the file and line number."""
+    return [row for _, row in iter_jsonl(path)]
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """analysis.load (contract validation, union of dirs, predictions) and analysis.pairs (pairing)."""
 import json
 import os
+import pathlib
 
 import numpy as np
 import pandas as pd
@@ -91,6 +92,9 @@ def test_bad_predictions_are_rejected(tmp_path):
         load.load_results([d])
     _write_predictions(d, "base_d", "qnli", [{"correct": True}])
     with pytest.raises(load.ResultsError, match="must be a JSON object with 'id' and 'correct'"):
+        load.load_results([d])
+    pathlib.Path(d, "predictions", "base_d", "qnli.jsonl").write_text('{"id": 1, "correct": true}\n\n{"id": 2,\n')
+    with pytest.raises(load.ResultsError, match=r"qnli\.jsonl:3: malformed JSON line"):
         load.load_results([d])
 
 

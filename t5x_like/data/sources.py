@@ -25,6 +25,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from t5x_like import io_utils
 from t5x_like.data.examples import Example
 from t5x_like.data.tasks import Task, get_task
 
@@ -145,22 +146,8 @@ def _read_local(task: Task, split: str, split_name: str, *, data_dir: str | None
     if path is None:
         stem = task.source.local_stem(split, faithful)
         raise _SourceUnavailable(f"{root / task.source.local_dir / str(stem)}.jsonl|.parquet not found")
-    reader = _read_parquet if path.suffix == ".parquet" else _read_jsonl
-    return reader(path), f"local:{path}"
-
-
-def _read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
-    """One JSON object per non-empty line; a bad line is reported with its line number."""
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSON ({exc})") from exc
-    return rows
+    reader = _read_parquet if path.suffix == ".parquet" else io_utils.read_jsonl
+    return reader(str(path)), f"local:{path}"
 
 
 def _read_parquet(path: pathlib.Path) -> list[dict[str, Any]]:
