@@ -9,6 +9,14 @@ SHARED = REPO.parent / "shared"
 FIXTURES = REPO / "tests" / "fixtures"
 
 
+def shared_path(*parts: str) -> pathlib.Path:
+    """A file or dir under ../shared; skips the calling test (with the path) when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared asset not found at {path} (a checkout without ../shared)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> pathlib.Path:
     """The local task-data directory (`T5X_LIKE_DATA_DIR`, else ../shared/data/tasks)."""
@@ -21,10 +29,7 @@ def data_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def tokenizers_dir() -> pathlib.Path:
     """The real Llama-2 / Mistral tokenizers shipped in ../shared/tokenizers."""
-    path = SHARED / "tokenizers"
-    if not path.is_dir():
-        pytest.skip(f"shared tokenizers not found at {path}")
-    return path
+    return shared_path("tokenizers")
 
 
 @pytest.fixture(scope="session")

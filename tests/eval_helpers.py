@@ -6,9 +6,16 @@ import sys
 
 import jax
 
+from conftest import shared_path
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-LLAMA2_TOKENIZER = SHARED / "tokenizers" / "llama2"
+
+
+def llama2_tokenizer() -> pathlib.Path:
+    """The real Llama-2 tokenizer dir in ../shared (the test skips when it is absent)."""
+    return shared_path("tokenizers", "llama2")
+
+
 TINY_FIELDS = dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=32000, hidden_size=64,
                    intermediate_size=172, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                    hidden_act="silu", max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=10000.0,
@@ -41,7 +48,7 @@ def save_tiny_model(out: pathlib.Path, seed: int) -> pathlib.Path:
 
     config = ModelConfig.from_hf_dict(TINY_FIELDS)
     params = nn.meta.unbox(jax.jit(init_params, static_argnums=0)(config, jax.random.key(seed)))
-    hf_io.save_params(params, config, str(out), tokenizer_dir=str(LLAMA2_TOKENIZER))
+    hf_io.save_params(params, config, str(out), tokenizer_dir=str(llama2_tokenizer()))
     return out
 
 

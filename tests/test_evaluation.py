@@ -20,7 +20,7 @@ from t5x_like.models.config import LoraConfig, ModelConfig
 from t5x_like.models.llama import init_params
 from t5x_like.tokenization import load_tokenizer
 
-from eval_helpers import BATCH_SIZE, LLAMA2_TOKENIZER, MAX_LENGTH, TINY_FIELDS, eval_config, prepare_data, \
+from eval_helpers import BATCH_SIZE, llama2_tokenizer, MAX_LENGTH, TINY_FIELDS, eval_config, prepare_data, \
     save_tiny_model
 
 MAIN = "base_d,gold_pipeline,flan_d,samplegen_d,samplegen_pipeline"
@@ -49,7 +49,7 @@ def tiny_engine(seed: int, newline_scale: float = 0.0) -> Engine:
         kernel = np.array(params["lm_head"]["kernel"])
         kernel[:, NEWLINE_ID] = newline_scale * np.random.default_rng(seed).standard_normal(kernel.shape[0])
         params["lm_head"]["kernel"] = kernel
-    return Engine(config, params, load_tokenizer(LLAMA2_TOKENIZER), batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
+    return Engine(config, params, load_tokenizer(llama2_tokenizer()), batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
                   progress=False)
 
 
@@ -139,7 +139,7 @@ def test_adapter_dir_loads_as_merged_lora(tmp_path):
         lambda p, x: rng.standard_normal(x.shape).astype(np.float32) if p[-1].key == "lora_b" else np.asarray(x),
         params)
     base, adapter = split_lora(params)
-    hf_io.save_params(base, config.replace(lora=None), str(tmp_path / "base"), tokenizer_dir=str(LLAMA2_TOKENIZER))
+    hf_io.save_params(base, config.replace(lora=None), str(tmp_path / "base"), tokenizer_dir=str(llama2_tokenizer()))
     checkpoints.export_adapter(adapter, config, str(tmp_path / "adapter"), {})
     spec = ev.tuned_model_spec("flan", str(tmp_path / "adapter"), lambda: str(tmp_path / "base"))
     assert spec.adapter_over == str(tmp_path / "base")

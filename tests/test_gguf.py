@@ -15,7 +15,7 @@ import safetensors.numpy
 from t5x_like import gguf as gguf_import
 from t5x_like.tokenization import load_tokenizer
 
-from conftest import FIXTURES, REPO, SHARED
+from conftest import FIXTURES, REPO, shared_path
 
 REFERENCE = json.loads((FIXTURES / "gguf" / "smollm2_reference.json").read_text(encoding="utf-8"))
 
@@ -271,7 +271,7 @@ def test_tiny_gguf_sharded_output(tmp_path):
 
 def test_sentencepiece_vocab_matches_sentencepiece(tmp_path):
     spm = pytest.importorskip("sentencepiece")
-    sp = spm.SentencePieceProcessor(model_file=str(SHARED / "tokenizers" / "llama2" / "tokenizer.model"))
+    sp = spm.SentencePieceProcessor(model_file=str(shared_path("tokenizers", "llama2", "tokenizer.model")))
     n = sp.get_piece_size()
     types = [3 if sp.is_control(i) else 2 if sp.is_unknown(i) else 6 if sp.is_byte(i) else 5 if sp.is_unused(i) else 1 for i in range(n)]
     writer = gguf.GGUFWriter(str(tmp_path / "spm.gguf"), "llama")

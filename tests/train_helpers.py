@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 RTE_LABELS = ("yes", "no")  # HF glue/rte: 0 = entailment, 1 = not_entailment
 
 
