@@ -27,7 +27,7 @@ import tokenizers
 from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from tqdm import tqdm
 
-from t5x_like.io_utils import atomic_directory, atomic_write_json
+from t5x_like.io_utils import atomic_directory, atomic_write_json, default_cache_root
 
 log = logging.getLogger(__name__)
 
@@ -475,9 +475,7 @@ def _set_default_permissions(directory: pathlib.Path) -> None:
 
 def default_cache_dir() -> pathlib.Path:
     """Where the converted SmolLM2 lives: `$T5X_LIKE_CACHE/smollm2-135m-instruct`, else under ~/.cache/t5x_like."""
-    root = os.environ.get("T5X_LIKE_CACHE")
-    base = pathlib.Path(root) if root else pathlib.Path.home() / ".cache" / "t5x_like"
-    return base / "smollm2-135m-instruct"
+    return pathlib.Path(default_cache_root()) / "smollm2-135m-instruct"
 
 
 def smollm2_gguf_path(install: bool = True) -> pathlib.Path:

@@ -88,6 +88,11 @@ def _umask() -> int:
     return mask
 
 
+def default_cache_root() -> str:
+    """Where converted and random models are cached: `$T5X_LIKE_CACHE`, else ~/.cache/t5x_like."""
+    return os.environ.get("T5X_LIKE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "t5x_like")
+
+
 def git_commit() -> str:
     """The repository's HEAD commit ('' when not in a git checkout)."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

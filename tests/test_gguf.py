@@ -3,6 +3,7 @@ tiny GGUF files written with gguf.GGUFWriter for the weight round trip and the e
 from __future__ import annotations
 
 import json
+import stat
 import pathlib
 import subprocess
 import sys
@@ -247,6 +248,11 @@ def test_tiny_gguf_round_trips_hf_weights(tmp_path, tied):
     tokenizer = load_tokenizer(out)
     assert tokenizer.add_bos and tokenizer.encode("hello wo") == [1, TINY_TOKENS.index("hello"), TINY_TOKENS.index("Ġw"), TINY_TOKENS.index("o")]
     assert tokenizer.decode(tokenizer.encode("hello wo"), skip_special_tokens=True) == "hello wo"
+    reference = tmp_path / "made_by_open"
+    reference.write_text("")  # the converted dir and files get the umask's modes, not mkstemp's 0600
+    assert {stat.S_IMODE(f.stat().st_mode) for f in out.iterdir()} == {stat.S_IMODE(reference.stat().st_mode)}
+    (tmp_path / "made_by_mkdir").mkdir()
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE((tmp_path / "made_by_mkdir").stat().st_mode)
 
 
 def test_tiny_gguf_sharded_output(tmp_path):

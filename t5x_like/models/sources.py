@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from t5x_like import gguf, hf_io
+from t5x_like import gguf, hf_io, io_utils
 from t5x_like.models.config import ModelConfig
 from t5x_like.models.llama import init_params
 
@@ -32,8 +32,7 @@ class ModelSourceError(ValueError):
 
 def cache_root(model_cfg: ml_collections.ConfigDict) -> str:
     """Where converted and random models are cached."""
-    return (model_cfg.get("cache_dir") or os.environ.get("T5X_LIKE_CACHE")
-            or os.path.join(os.path.expanduser("~"), ".cache", "t5x_like"))
+    return model_cfg.get("cache_dir") or io_utils.default_cache_root()
 
 
 def selected_source(model_cfg: ml_collections.ConfigDict) -> str:
