@@ -4,6 +4,9 @@ Sections: `model` (which checkpoint and numerics), `partitioning` (mesh + logica
 `data` (tasks, formats, mixture: see configs/data/default.py), `train`, `eval`, `analysis`.
 Every stage reads only its own section plus `seed`, `experiment` and `output_dir`.
 """
+import os
+from typing import Any
+
 import ml_collections
 
 from configs.data import default as data_default
@@ -25,6 +28,30 @@ def get_model_config() -> ml_collections.ConfigDict:
     m.remat_policy = "none"  # none | full | dots | dots_with_no_batch_dims
     m.attention_impl = "auto"  # auto (blocked on CPU, xla elsewhere) | xla | blocked | cudnn (GPU)
     m.cache_dir = ""  # where converted models live ('' = $T5X_LIKE_CACHE or ~/.cache/t5x_like)
+    return m
+
+
+SHARED_TOKENIZERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir,
+                                 "shared", "tokenizers")
+
+
+def llama_config_json(**fields: Any) -> dict[str, Any]:
+    """An HF Llama-family config.json: the fields Llama-2, Mistral and SmolLM2 share, updated by `fields`."""
+    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+            "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": False, "bos_token_id": 1,
+            "eos_token_id": 2, **fields}
+
+
+def named_model_config(name: str, config_json: dict[str, Any], tokenizer: str = "") -> ml_collections.ConfigDict:
+    """The model section of a named model: `random` holds its config.json (shapes known offline for dry
+    runs and memory estimates; a random model of that shape with random.enabled) and, when given, the
+    ../shared/tokenizers/<tokenizer> directory copied into such a random model."""
+    m = get_model_config()
+    m.name = name
+    if tokenizer:
+        m.random.tokenizer = os.path.normpath(os.path.join(SHARED_TOKENIZERS, tokenizer))
+    for key, value in config_json.items():
+        m.random[key] = value
     return m
 
 

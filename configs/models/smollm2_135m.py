@@ -8,26 +8,13 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 if _ROOT not in sys.path:  # config_flags loads this file by path; make `configs` importable
     sys.path.insert(0, _ROOT)
 
-from configs.base import get_model_config  # noqa: E402
+from configs.base import llama_config_json, named_model_config  # noqa: E402
 
 
 def get_config():
-    m = get_model_config()
-    m.name = "smollm2_135m"
+    config_json = llama_config_json(
+        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+        num_key_value_heads=3, max_position_embeddings=8192, rope_theta=100000.0, tie_word_embeddings=True)
+    m = named_model_config("smollm2_135m", config_json)
     m.pypi_smollm2 = True
-    m.random.architectures = ["LlamaForCausalLM"]
-    m.random.model_type = "llama"
-    m.random.vocab_size = 49152
-    m.random.hidden_size = 576
-    m.random.intermediate_size = 1536
-    m.random.num_hidden_layers = 30
-    m.random.num_attention_heads = 9
-    m.random.num_key_value_heads = 3
-    m.random.hidden_act = "silu"
-    m.random.max_position_embeddings = 8192
-    m.random.rms_norm_eps = 1e-05
-    m.random.rope_theta = 100000.0
-    m.random.tie_word_embeddings = True
-    m.random.bos_token_id = 1
-    m.random.eos_token_id = 2
     return m
