@@ -178,7 +178,7 @@ def main(argv: list[str]) -> None:
 
     figures = []
     load_start = time.perf_counter()
-    engine = Engine.from_dir(model_dir, batch_size=_BATCH.value, progress=False)
+    engine = Engine.load(model_dir, batch_size=_BATCH.value, progress=False)
     load_s = time.perf_counter() - load_start
     figures.append(run_ours(engine, data, model_dir, task, n, "generate", os.path.join(tmp, "gen")))
     ours_gen = io_utils.read_jsonl(ev.predictions_path(os.path.join(tmp, "gen"), "gold_pipeline", task))

@@ -127,7 +127,7 @@ def in_process_mfu(model_dir: str, requests: list[dict[str, Any]], batch_size: i
     from t5x_like.engine import Engine
     from t5x_like.scoring import ScoreRequest
 
-    engine = Engine.from_dir(model_dir, batch_size=batch_size, progress=False)
+    engine = Engine.load(model_dir, batch_size=batch_size, progress=False)
     score_requests = [ScoreRequest(r["context"], r["continuation"]) for r in requests]
     engine.score(score_requests)  # compute_s counts execution only (compilation happens before the clock)
     stats = engine.scorer.stats

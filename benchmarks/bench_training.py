@@ -43,7 +43,8 @@ def jax_step_time(model_dir: str, mode: str, tokens: np.ndarray, steps: int) -> 
     from t5x_like import hf_io, optimizers, trainer
     from t5x_like.models import lora as lora_lib
     from t5x_like.models.config import LoraConfig
-    from t5x_like.models.llama import Llama, init_params
+    from t5x_like.models.api import DecoderModel
+    from t5x_like.models.llama import init_params
     from t5x_like.train_state import init_state, split_trainable
     from configs.base import get_train_config
 
@@ -57,7 +58,7 @@ def jax_step_time(model_dir: str, mode: str, tokens: np.ndarray, steps: int) -> 
     trained, frozen = split_trainable(params, mode)
     tx, schedule = optimizers.make_optimizer(get_train_config(), 1000)
     state = init_state(trained, tx, jax.random.PRNGKey(0))
-    step = jax.jit(trainer.build_train_step(Llama(config, deterministic=False), tx, schedule, 1), donate_argnums=(0,))
+    step = jax.jit(trainer.build_train_step(DecoderModel(config, deterministic=False), tx, schedule, 1), donate_argnums=(0,))
     b, t = tokens.shape
     batch = {"tokens": jnp.asarray(tokens), "positions": jnp.broadcast_to(jnp.arange(t), (b, t)),
              "valid": jnp.ones((b, t), bool), "weights": jnp.ones((b, t), jnp.float32)}

@@ -124,7 +124,7 @@ def main(argv: list[str]) -> None:
     if any(s.model != "base" for s in settings):
         raise app.UsageError("--settings: only base-model settings (the model is not FLAN/SampleGen-tuned)")
     start = time.perf_counter()
-    engine = Engine.from_dir(model_dir, batch_size=16, progress=True)
+    engine = Engine.load(model_dir, batch_size=16, progress=True)
     rows = setting_rows(engine, model_dir, settings) if settings else []
     for task in filter(None, _ZERO_SHOT_TASKS.value.split(",")):
         rows.append(zero_shot_row(engine, task, _NUM_TEST.value, _DATA_DIR.value))

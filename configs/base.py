@@ -147,6 +147,8 @@ def get_eval_config() -> ml_collections.ConfigDict:
     e.max_length = 0  # model context in tokens; 0 = the model's max_position_embeddings
     e.overlong = "truncate"  # prompts longer than the context: truncate (left, counted) | error (before work)
     e.faithful = False  # the original's option-0 mapping of empty answers, STS-B float parsing
+    e.memory_check = "auto"  # compile the largest scoring/generation programs and check memory first: auto (accelerators) | on | off
+    e.max_memory_fraction = 0.9  # refuse programs above this fraction of one device's memory
     e.bertscore_model = ""  # local roberta-large dir: BERTScore fallback in option matching (needs bert-score)
     return e
 

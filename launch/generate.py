@@ -1,6 +1,6 @@
 """Greedy (or sampled) continuations of prompts in a jsonl file, with a KV cache.
 
-  python -m launch.generate --model=DIR --requests=IN.jsonl --output=OUT.jsonl [--dtype=float32|bfloat16]
+  python -m launch.generate --model=DIR --requests=IN.jsonl --output=OUT.jsonl [--dtype=float32|bfloat16] [--mesh_shape=DATA,FSDP,TENSOR]
 
 Input lines `{"id", "prompt", "max_new_tokens", "stop": [..]}` (max_new_tokens defaults to
 --max_new_tokens, stop to none); output lines are the input objects plus `{"text", "num_tokens",
@@ -14,16 +14,14 @@ import time
 
 from absl import app, flags, logging
 
-from t5x_like.engine import Engine, generation_fields, read_generation_requests
+from launch.inference_flags import load_engine
+from t5x_like.engine import generation_fields, read_generation_requests
 from t5x_like.io_utils import atomic_write_jsonl
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Hugging Face model directory (config.json, safetensors, tokenizer).", required=True)
 flags.DEFINE_string("requests", None, "Input jsonl: {id, prompt, max_new_tokens, stop} per line.", required=True)
 flags.DEFINE_string("output", None, "Output jsonl (written atomically).", required=True)
-flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute and parameter dtype.")
-flags.DEFINE_integer("batch_size", 16, "Rows per batch.")
-flags.DEFINE_integer("max_length", 0, "Longest prompt + continuation in tokens (0: the model's max_position_embeddings).")
 flags.DEFINE_integer("max_new_tokens", 64, "For request lines without max_new_tokens.")
 flags.DEFINE_float("temperature", 0.0, "0 = greedy; > 0 samples from softmax(logits / temperature).")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
@@ -35,8 +33,7 @@ def main(argv: list[str]) -> None:
     start = time.perf_counter()
     try:
         rows, requests = read_generation_requests(FLAGS.requests, FLAGS.max_new_tokens)
-        engine = Engine.from_dir(FLAGS.model, dtype=FLAGS.dtype, batch_size=FLAGS.batch_size,
-                                 max_length=FLAGS.max_length or None, seed=FLAGS.seed)
+        engine = load_engine(FLAGS.model, seed=FLAGS.seed)
         generations = engine.generate(requests, temperature=FLAGS.temperature)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")

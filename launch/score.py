@@ -1,6 +1,6 @@
 """Loglikelihood of (context, continuation) requests in a jsonl file, lm-evaluation-harness semantics.
 
-  python -m launch.score --model=DIR --requests=IN.jsonl --output=OUT.jsonl [--dtype=float32|bfloat16] [--batch_size=N]
+  python -m launch.score --model=DIR --requests=IN.jsonl --output=OUT.jsonl [--dtype=float32|bfloat16] [--mesh_shape=DATA,FSDP,TENSOR] [--batch_size=N]
 
 Input lines `{"id", "context", "continuation"}`; output lines are the input objects plus
 `{"logprob", "is_greedy", "num_tokens", "truncated"}`, in input order. The request file is checked
@@ -14,7 +14,8 @@ import time
 
 from absl import app, flags, logging
 
-from t5x_like.engine import Engine, read_score_requests, score_fields
+from launch.inference_flags import load_engine
+from t5x_like.engine import read_score_requests, score_fields
 from t5x_like.scoring import DEFAULT_PACK_LENGTH
 from t5x_like.io_utils import atomic_write_jsonl
 
@@ -22,9 +23,6 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Hugging Face model directory (config.json, safetensors, tokenizer).", required=True)
 flags.DEFINE_string("requests", None, "Input jsonl: {id, context, continuation} per line.", required=True)
 flags.DEFINE_string("output", None, "Output jsonl (written atomically).", required=True)
-flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute and parameter dtype.")
-flags.DEFINE_integer("batch_size", 16, "Rows per batch (fewer in long length buckets).")
-flags.DEFINE_integer("max_length", 0, "Longest window in tokens (0: the model's max_position_embeddings).")
 flags.DEFINE_integer("pack_length", DEFAULT_PACK_LENGTH, "Requests are packed into rows of this many tokens (0: one per row).")
 flags.DEFINE_integer("batch_tokens", 0, "Tokens per batch (rows x row length); 0: 1024 on CPU, 16384 on accelerators.")
 
@@ -35,9 +33,7 @@ def main(argv: list[str]) -> None:
     start = time.perf_counter()
     try:
         rows, requests = read_score_requests(FLAGS.requests)
-        engine = Engine.from_dir(FLAGS.model, dtype=FLAGS.dtype, batch_size=FLAGS.batch_size,
-                                 max_length=FLAGS.max_length or None, pack_length=FLAGS.pack_length,
-                                 score_batch_tokens=FLAGS.batch_tokens or None)
+        engine = load_engine(FLAGS.model, pack_length=FLAGS.pack_length, score_batch_tokens=FLAGS.batch_tokens or None)
         results = engine.score(requests)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")

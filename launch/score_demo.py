@@ -15,9 +15,9 @@ import time
 
 from absl import app, flags
 
+from launch.inference_flags import load_engine
 from t5x_like import gguf
 from t5x_like.data.sources import load_examples
-from t5x_like.engine import Engine
 from t5x_like.zero_shot import PROMPTS, rank_zero_shot
 
 FLAGS = flags.FLAGS
@@ -25,8 +25,6 @@ flags.DEFINE_enum("task", "arc_easy", sorted(PROMPTS), "Multiple-choice task to 
 flags.DEFINE_integer("limit", 100, "Examples scored (the first N of the eval split; 0 = all).")
 flags.DEFINE_string("data_dir", None, "Local task data (default: $T5X_LIKE_DATA_DIR).")
 flags.DEFINE_string("model", None, "HF model directory (default: SmolLM2-135M-Instruct from the PyPI GGUF).")
-flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute and parameter dtype.")
-flags.DEFINE_integer("batch_size", 16, "Rows per scoring batch.")
 
 
 def main(argv: list[str]) -> None:
@@ -37,7 +35,7 @@ def main(argv: list[str]) -> None:
         examples = load_examples(FLAGS.task, "eval", data_dir=FLAGS.data_dir)
         examples = examples[:FLAGS.limit] if FLAGS.limit else examples
         model_dir = FLAGS.model or str(gguf.ensure_smollm2())
-        engine = Engine.from_dir(model_dir, dtype=FLAGS.dtype, batch_size=FLAGS.batch_size)
+        engine = load_engine(model_dir)
     except (ValueError, OSError, RuntimeError) as e:
         sys.exit(f"error: {e}")
     ranking = rank_zero_shot(engine, FLAGS.task, examples)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import jax
@@ -20,7 +21,7 @@ from flax import traverse_util
 from safetensors.numpy import save_file
 
 from t5x_like import hf_io, io_utils
-from t5x_like.models.config import ModelConfig
+from t5x_like.models.config import LoraConfig, ModelConfig
 from t5x_like.models.lora import merge_lora, split_lora
 
 IDENTITY_FILE = "identity.json"
@@ -116,6 +117,26 @@ def export_adapter(lora_params: dict[str, Any], config: ModelConfig, out_dir: st
         io_utils.atomic_write_json(os.path.join(tmp, "adapter_config.json"), adapter_config)
         io_utils.atomic_write_json(os.path.join(tmp, "train_config.json"), run_config)
     return out_dir
+
+
+def read_adapter(adapter_dir: str, param_dtype: Any) -> tuple[LoraConfig, dict[tuple[str, ...], np.ndarray]]:
+    """An exported PEFT adapter (export_adapter's layout) as (LoraConfig, flat host leaves with our paths)."""
+    from safetensors import safe_open
+
+    with open(os.path.join(adapter_dir, "adapter_config.json"), encoding="utf-8") as f:
+        adapter = json.load(f)
+    lora = LoraConfig(rank=int(adapter["r"]), alpha=float(adapter["lora_alpha"]), dropout=0.0,
+                      targets=tuple(adapter["target_modules"]))
+    leaves = {}
+    with safe_open(os.path.join(adapter_dir, "adapter_model.safetensors"), framework="numpy") as f:
+        for name in f.keys():
+            m = re.fullmatch(r"base_model\.model\.(.+)\.lora_([AB])\.weight", name)
+            mapped = hf_io.hf_to_path(f"{m[1]}.weight") if m else None
+            if mapped is None:
+                raise hf_io.CheckpointError(f"{adapter_dir}: adapter tensor {name!r} names no known projection")
+            leaf = "lora_a" if m[2] == "A" else "lora_b"
+            leaves[mapped[0][:-1] + (leaf,)] = f.get_tensor(name).T.astype(hf_io._np_dtype(param_dtype))
+    return lora, leaves
 
 
 def export_merged(params: dict[str, Any], config: ModelConfig, out_dir: str, *, tokenizer_dir: str,

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from t5x_like.models.llama import Llama, init_cache
+from t5x_like.models.api import DecoderModel
+from t5x_like.partitioning import Partitioner
 from t5x_like.scoring import DEFAULT_MAX_BATCH_TOKENS, bucket_for, length_buckets, rows_per_batch
 from t5x_like.tokenization import Tokenizer
 
@@ -150,24 +151,23 @@ def _select(logits_bv: jax.Array, temperature: jax.Array, rng: jax.Array) -> jax
     return jnp.where(temperature > 0, sampled, jnp.argmax(logits_bv, axis=-1)).astype(jnp.int32)
 
 
-def generate_batch(model: Llama, params: Any, tokens_bp: jax.Array, valid_bp: jax.Array,
+def generate_batch(model: DecoderModel, params: Any, tokens_bp: jax.Array, valid_bp: jax.Array,
                    max_new_b: jax.Array, stop_seqs_bst: jax.Array, stop_lens_bs: jax.Array, tail_bt: jax.Array,
                    temperature: jax.Array, rng: jax.Array, may_preempt: jax.Array, *, num_new: int,
                    eos_ids: tuple[int, ...], pad_id: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Prefill left-padded prompts, then decode up to `num_new` tokens in one while_loop.
 
+    `rng` is raw key data (`jax.random.key_data`), so every process can pass the same host array.
     `tail_bt` holds each row's last generated tokens (a continued row's; `_NO_TOKEN` otherwise) so
     stop sequences spanning two batches still match. With `may_preempt`, the loop also ends when
     stragglers remain (see the module docstring). Returns the generated ids (B, num_new) (pad after
     a row's end), the number of ids each row produced (EOS included) and which rows finished.
     """
-    config = model.config
     batch, prompt_len = tokens_bp.shape
+    rng = jax.random.wrap_key_data(rng)
     positions_bp = jnp.maximum(jnp.cumsum(valid_bp, axis=1) - 1, 0).astype(jnp.int32)
-    cache = init_cache(config, batch, prompt_len + num_new)
-    hidden_bpd, cache = model.apply({"params": params}, tokens_bp, positions_bp, valid_bp,
-                                    cache=cache, cache_index=0)
-    logits_bv = model.apply({"params": params}, hidden_bpd[:, -1], method=Llama.logits)
+    cache = model.init_cache(batch, prompt_len + num_new)
+    logits_bv, cache = model.prefill(params, tokens_bp, positions_bp, valid_bp, cache)
     next_b = positions_bp[:, -1] + 1  # position of the first generated token
     eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
 
@@ -202,9 +202,8 @@ def generate_batch(model: Llama, params: Any, tokens_bp: jax.Array, valid_bp: ja
         i = state["i"]
         last_b1 = jax.lax.dynamic_slice_in_dim(state["out"], i - 1, 1, axis=1)
         positions_b1 = (next_b + i - 1)[:, None]
-        hidden_b1d, cache = model.apply({"params": params}, last_b1, positions_b1, ~state["done"][:, None],
-                                        cache=state["cache"], cache_index=prompt_len + i - 1)
-        logits_bv = model.apply({"params": params}, hidden_b1d[:, 0], method=Llama.logits)
+        logits_bv, cache = model.decode_step(params, state["cache"], last_b1, positions_b1, ~state["done"][:, None],
+                                             prompt_len + i - 1)
         token_b = _select(logits_bv, temperature, jax.random.fold_in(state["rng"], i))
         return record({**state, "cache": cache}, token_b)
 
@@ -213,14 +212,20 @@ def generate_batch(model: Llama, params: Any, tokens_bp: jax.Array, valid_bp: ja
 
 
 class Generator:
-    """Token-level batched generation; one compiled program per (prompt bucket, new-token bucket)."""
+    """Token-level batched generation; one compiled program per (prompt bucket, new-token bucket).
 
-    def __init__(self, model: Llama, params: Any, *, eos_ids: Sequence[int], pad_id: int,
-                 batch_size: int = 16, max_length: int | None = None, seed: int = 0,
-                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+    Programs run on the partitioner's mesh: weights by the rules table, rows and the KV cache over
+    (data, fsdp) and KV heads over tensor; the generated ids come back replicated to every process.
+    """
+
+    def __init__(self, model: DecoderModel, params: Any, *, eos_ids: Sequence[int], pad_id: int,
+                 partitioner: Partitioner | None = None, batch_size: int = 16, max_length: int | None = None,
+                 seed: int = 0, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
         self.model = model
+        self.partitioner = partitioner or Partitioner.single_device()
+        self.param_shardings = self.partitioner.shardings_of(model.abstract_params())
+        self.params = self.partitioner.place(params, self.param_shardings)
         self.max_batch_tokens = max_batch_tokens
-        self.params = params
         self.eos_ids = tuple(sorted(set(eos_ids)))
         self.pad_id = pad_id
         self.batch_size = batch_size
@@ -236,27 +241,43 @@ class Generator:
         """Programs compiled so far (at most one per (prompt bucket, new-token bucket))."""
         return len(self._programs)
 
+    def _input_shardings(self) -> tuple[Any, ...]:
+        """Shardings of generate_batch's arguments after params: per-row arrays over the batch axes."""
+        p = self.partitioner
+        rows = p.batch_sharding
+        return (rows(2), rows(2), rows(1), rows(3), rows(2), rows(2), p.replicated(), p.replicated(), p.replicated())
+
     def _program(self, prompt_len: int, num_new: int) -> Any:
         key = (prompt_len, num_new)
         if key not in self._programs:
-            b = self.rows(prompt_len)
-            i32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)
-            args = (self.params, i32(b, prompt_len), jax.ShapeDtypeStruct((b, prompt_len), jnp.bool_), i32(b),
-                    i32(b, MAX_STOP_SEQUENCES, MAX_STOP_TOKENS), i32(b, MAX_STOP_SEQUENCES), i32(b, MAX_STOP_TOKENS),
-                    jax.ShapeDtypeStruct((), jnp.float32), jax.eval_shape(lambda: jax.random.key(0)),
-                    jax.ShapeDtypeStruct((), jnp.bool_))
-            fn = jax.jit(lambda *a: generate_batch(self.model, *a, num_new=num_new, eos_ids=self.eos_ids,
-                                                   pad_id=self.pad_id))
+            b = self.rows(prompt_len, num_new)
+            shapes = (((b, prompt_len), jnp.int32), ((b, prompt_len), jnp.bool_), ((b,), jnp.int32),
+                      ((b, MAX_STOP_SEQUENCES, MAX_STOP_TOKENS), jnp.int32), ((b, MAX_STOP_SEQUENCES), jnp.int32),
+                      ((b, MAX_STOP_TOKENS), jnp.int32), ((), jnp.float32), ((2,), jnp.uint32), ((), jnp.bool_))
+            shardings = self._input_shardings()
+            args = [jax.ShapeDtypeStruct(shape, dtype, sharding=s) for (shape, dtype), s in zip(shapes, shardings)]
+            p = self.partitioner
+            fn = p.jit(lambda *a: generate_batch(self.model, *a, num_new=num_new, eos_ids=self.eos_ids,
+                                                 pad_id=self.pad_id),
+                       in_shardings=(self.param_shardings, *shardings), out_shardings=(p.replicated(),) * 3)
             start = time.perf_counter()
-            self._programs[key] = fn.lower(*args).compile()
+            self._programs[key] = fn.lower(self.params, *args).compile()
             self.stats["compile_s"] += time.perf_counter() - start
             log.info("generation: compiled (batch %d, prompt %d, new %d) in %.1fs", b, prompt_len, num_new,
                      time.perf_counter() - start)
         return self._programs[key]
 
-    def rows(self, prompt_len: int) -> int:
-        """Rows per batch for prompts padded to `prompt_len`."""
-        return rows_per_batch(prompt_len, self.batch_size, self.max_batch_tokens)
+    def memory_analysis(self, max_new_tokens: int) -> Any:
+        """XLA's per-device memory analysis of the largest program for `max_new_tokens`: the longest
+        prompt bucket that leaves room for them, with its cache of prompt + new slots."""
+        num_new = new_tokens_bucket(max_new_tokens)
+        prompt_len = bucket_for(self.max_length - max_new_tokens, self.buckets)
+        return self._program(prompt_len, num_new).memory_analysis()
+
+    def rows(self, prompt_len: int, num_new: int) -> int:
+        """Rows per batch: the token cap counts every cache slot (prompt + new tokens), whole over the mesh."""
+        return rows_per_batch(prompt_len + num_new, self.batch_size, self.max_batch_tokens,
+                              self.partitioner.data_parallel_size)
 
     def fit_prompt(self, prompt: Sequence[int], max_new_tokens: int) -> tuple[list[int], bool]:
         """Left-truncates a prompt so prompt + new tokens fit `max_length`; says whether it did."""
@@ -287,7 +308,10 @@ class Generator:
         bar = tqdm(total=len(prompts), desc="generating", unit="req", disable=not progress)
         batch_index = 0
         while queue:
-            size = self.rows(bucket_for(len(queue[0].ids), self.buckets))
+            prompt_bucket = bucket_for(len(queue[0].ids), self.buckets)
+            candidates = queue[:self.rows(prompt_bucket, MIN_NEW_BUCKET)]  # the most rows any program has here
+            bound = new_tokens_bucket(max(w.max_new - len(w.generated) for w in candidates))
+            size = self.rows(prompt_bucket, bound)  # <= the rows of the program the batch will pick
             batch, queue = queue[:size], queue[size:]
             key = jax.random.fold_in(jax.random.key(self.seed if seed is None else seed), batch_index)
             for work, finished in self._run(batch, temperature, key, may_preempt=bool(queue)):
@@ -310,7 +334,7 @@ class Generator:
         remaining = [w.max_new - len(w.generated) for w in batch]
         num_new = new_tokens_bucket(max(remaining))
         prompt_len = bucket_for(max(len(w.ids) for w in batch), self.buckets)  # cache slots may exceed max_length; positions do not
-        b = self.rows(prompt_len)
+        b = self.rows(prompt_len, num_new)
         program = self._program(prompt_len, num_new)
         tokens, valid = left_pad([w.ids for w in batch], b, prompt_len, self.pad_id)
         max_new_b = np.zeros((b,), np.int32)
@@ -321,8 +345,10 @@ class Generator:
             last = work.generated[-MAX_STOP_TOKENS:]
             tails[r, MAX_STOP_TOKENS - len(last):] = last
         start = time.perf_counter()
-        out, count, done = jax.device_get(program(self.params, tokens, valid, max_new_b, seqs, lens, tails,
-                                                  np.float32(temperature), rng, np.bool_(may_preempt)))
+        host = (tokens, valid, max_new_b, seqs, lens, tails, np.float32(temperature),
+                np.asarray(jax.random.key_data(rng)), np.bool_(may_preempt))
+        args = [self.partitioner.place_array(x, s) for x, s in zip(host, self._input_shardings())]
+        out, count, done = (np.asarray(x) for x in program(self.params, *args))
         self.stats["compute_s"] += time.perf_counter() - start
         self.stats["batches"] += 1
         return [(dataclasses.replace(w, generated=w.generated + tuple(int(t) for t in out[r, :count[r]])),

@@ -30,7 +30,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -38,13 +37,13 @@ from typing import Any
 import ml_collections
 from absl import logging
 
-from t5x_like import hf_io, io_utils, metrics
+from t5x_like import io_utils, metrics
 from t5x_like.data import formats as F
 from t5x_like.data import mixtures, pipeline
 from t5x_like.decoding import Generation, GenerationRequest
 from t5x_like.engine import Engine
 from t5x_like.metrics.normalization import normalize_squad
-from t5x_like.models.config import LoraConfig, ModelConfig
+from t5x_like.partitioning import Partitioner, initialize_distributed
 from t5x_like.scoring import ScoreRequest
 
 MODES = ("generate", "loglik")
@@ -491,48 +490,32 @@ def tuned_model_spec(role: str, path: str, base_dir: Callable[[], str]) -> Model
                           f"(<export_dir>/model or <export_dir>/adapter)")
 
 
-def load_adapter_params(spec: ModelSpec, dtype: str) -> tuple[ModelConfig, Any]:
-    """Base params + a PEFT adapter (export_adapter's layout) as LoRA leaves; Engine merges them."""
-    from flax import traverse_util
-    from safetensors import safe_open
-
-    with open(os.path.join(spec.path, "adapter_config.json"), encoding="utf-8") as f:
-        adapter = json.load(f)
-    config, params = hf_io.load_model_dir(spec.adapter_over, dtype=dtype)
-    lora = LoraConfig(rank=int(adapter["r"]), alpha=float(adapter["lora_alpha"]), dropout=0.0,
-                      targets=tuple(adapter["target_modules"]))
-    flat = traverse_util.flatten_dict(params)
-    with safe_open(os.path.join(spec.path, "adapter_model.safetensors"), framework="numpy") as f:
-        for name in f.keys():
-            m = re.fullmatch(r"base_model\.model\.(.+)\.lora_([AB])\.weight", name)
-            mapped = hf_io.hf_to_path(f"{m[1]}.weight") if m else None
-            if mapped is None:
-                raise EvalConfigError(f"{spec.path}: adapter tensor {name!r} names no known projection")
-            leaf = "lora_a" if m[2] == "A" else "lora_b"
-            flat[mapped[0][:-1] + (leaf,)] = f.get_tensor(name).T.astype(config.param_dtype)
-    return config.replace(lora=lora), traverse_util.unflatten_dict(flat)
-
-
 class Engines:
-    """One Engine per model role, loaded on first use (a finished run loads nothing)."""
+    """One Engine per model role on the run's mesh, loaded on first use (a finished run loads nothing).
 
-    def __init__(self, specs: Mapping[str, ModelSpec], *, dtype: str, batch_size: int, max_length: int | None,
-                 pack_length: int, score_batch_tokens: int | None, preloaded: Mapping[str, Engine] | None = None):
-        self.specs, self.dtype, self.batch_size, self.max_length = dict(specs), dtype, batch_size, max_length
-        self.pack_length, self.score_batch_tokens = pack_length, score_batch_tokens
+    Every role loads with the model section's numerics (dtype, param_dtype, remat, attention impl);
+    with `max_memory_fraction`, each engine's largest programs are compiled and checked first.
+    """
+
+    def __init__(self, specs: Mapping[str, ModelSpec], *, model_section: ml_collections.ConfigDict,
+                 partitioner: Partitioner, options: Mapping[str, Any], max_new_tokens: Mapping[str, int | None],
+                 max_memory_fraction: float | None, preloaded: Mapping[str, Engine] | None = None):
+        self.specs, self.model_section, self.partitioner = dict(specs), model_section, partitioner
+        self.options, self.max_new_tokens, self.max_memory_fraction = dict(options), dict(max_new_tokens), max_memory_fraction
         self._engines: dict[str, Engine] = dict(preloaded or {})
 
     def get(self, role: str) -> Engine:
         if role not in self._engines:
+            from t5x_like.models import sources
+
             spec = self.specs[role]
-            kwargs = dict(batch_size=self.batch_size, max_length=self.max_length, pack_length=self.pack_length,
-                          score_batch_tokens=self.score_batch_tokens, progress=False)
-            if spec.adapter_over:
-                from t5x_like.tokenization import load_tokenizer
-                config, params = load_adapter_params(spec, self.dtype)
-                self._engines[role] = Engine(config, params, load_tokenizer(spec.adapter_over), **kwargs)
-            else:
-                self._engines[role] = Engine.from_dir(spec.path, dtype=self.dtype, **kwargs)
+            model_dir = spec.adapter_over or spec.path
+            engine = Engine.load(model_dir, sources.model_config(self.model_section, model_dir), self.partitioner,
+                                 adapter_dir=spec.path if spec.adapter_over else None, progress=False,
+                                 **self.options)
+            if self.max_memory_fraction is not None:
+                engine.check_memory(self.max_new_tokens.get(role), self.max_memory_fraction)
+            self._engines[role] = engine
             logging.info("loaded the %s model from %s", role, spec.path)
         return self._engines[role]
 
@@ -715,8 +698,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, engines: Mapping[str
     """Evaluates (or resumes) every (setting, task) of `config.eval` into `workdir`.
 
     `engines` maps roles ("base", "flan", "samplegen") to already loaded Engines (tests, notebooks);
-    other roles are loaded from the config when they have work.
+    other roles are loaded from the config when they have work. In a multi-process run
+    (`partitioning.coordinator_address` / `multi_host`) every process runs this with the same config
+    and workdir: all take part in every program on the whole mesh, process 0 alone writes files.
     """
+    initialize_distributed(config.partitioning)
     units, data_dir = plan(config, workdir)
     e = config.eval
     opts = EvalOptions(e.mode, e.max_new_tokens_base, e.max_new_tokens_tuned, e.stop_strings, e.faithful,
@@ -729,6 +715,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, engines: Mapping[str
     loaders = {u.key: source_records(workdir, e.samplegen_d_run, u.setting, u.rows,
                                      produced_here=u.setting.source in names and not e.samplegen_d_run)
                for u in units}
+    io_utils.barrier("evaluation planned")  # every process has read the same store before anyone writes
     roles = {u.setting.model for u in units if pending[u.key]}
     if engines:
         roles -= set(engines)
@@ -746,8 +733,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, engines: Mapping[str
     io_utils.atomic_write_json(os.path.join(workdir, "config.json"), config.to_dict())
     io_utils.atomic_write_json(os.path.join(workdir, "provenance.json"),
                                io_utils.provenance(data_dir=os.path.abspath(data_dir)))
-    pool = Engines(specs, dtype=config.model.dtype, batch_size=e.batch_size, max_length=e.max_length or None,
-                   pack_length=e.pack_length, score_batch_tokens=e.score_batch_tokens or None, preloaded=engines)
+    partitioner = Partitioner.from_config(config.partitioning)
+    logging.info("evaluation on %s", partitioner.describe())
+    options = dict(batch_size=e.batch_size, max_length=e.max_length or None, pack_length=e.pack_length,
+                   score_batch_tokens=e.score_batch_tokens or None)
+    pool = Engines(specs, model_section=config.model, partitioner=partitioner, options=options,
+                   max_new_tokens=role_max_new_tokens(units, opts), max_memory_fraction=memory_fraction(e),
+                   preloaded=engines)
     if e.overlong == "error" and total:
         check_lengths(pool, [u for u in units if pending[u.key]], opts)
     progress = Progress(total)
@@ -757,7 +749,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, engines: Mapping[str
     for unit in units:
         if pending[unit.key]:
             run_unit(unit, pending[unit.key], pool, opts, workdir, loaders[unit.key], progress)
+            io_utils.barrier(f"{unit.key} shards written")
         records = finished[unit.key] or collect(workdir, unit)
+        io_utils.barrier(f"{unit.key} collected")  # a pipeline setting may read these predictions next
         rows_out.append(score_row(unit.setting, unit.task, records, model=config.model.name,
                                   adapter=adapter_label(config, unit.setting), seed=config.seed, setup=e.setup,
                                   mode=e.mode, faithful=e.faithful))
@@ -765,7 +759,34 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, engines: Mapping[str
             logging.warning("%s: %d of %d items were left-truncated to fit the model context", unit.key,
                             rows_out[-1].num_truncated, len(records))
     write_scores(workdir, rows_out)
+    io_utils.barrier("scores written")
     return RunResult(rows_out, total, workdir)
+
+
+def role_max_new_tokens(units: Sequence[Unit], opts: EvalOptions) -> dict[str, int | None]:
+    """Per model role, the most new tokens its settings generate (None in loglik mode: scoring only)."""
+    if opts.mode != "generate":
+        return {}
+    out: dict[str, int | None] = {}
+    for unit in units:
+        role = unit.setting.model
+        out[role] = max(out.get(role) or 0, opts.max_new_tokens(unit.setting))
+    return out
+
+
+def memory_fraction(eval_cfg: ml_collections.ConfigDict) -> float | None:
+    """The device-memory fraction engines are checked against before work, or None for no check.
+
+    eval.memory_check: "auto" checks on accelerators only (XLA:CPU's analysis upcasts bf16 and is no
+    guide), "on" always, "off" never."""
+    mode = eval_cfg.memory_check
+    if mode not in ("auto", "on", "off"):
+        raise EvalConfigError(f"--config.eval.memory_check={mode!r}; expected auto, on or off")
+    import jax
+
+    if mode == "off" or (mode == "auto" and jax.default_backend() == "cpu"):
+        return None
+    return float(eval_cfg.max_memory_fraction)
 
 
 def adapter_label(config: ml_collections.ConfigDict, setting: Setting) -> str:

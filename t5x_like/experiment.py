@@ -26,6 +26,7 @@ from absl import logging
 from t5x_like import io_utils
 
 STAGES = ("prepare", "evaluate_base", "train", "evaluate_tuned", "analyze")
+HOST_STAGES = ("prepare", "analyze")  # JAX-free: in a multi-process run only the writing process runs them
 TUNED_KINDS = ("flan", "samplegen")  # training-format kinds: which tuned model a setting needs
 
 
@@ -155,19 +156,31 @@ def stage_train_config(config: ml_collections.ConfigDict, layout: Layout, run: T
     return c
 
 
+def _read_marker(marker: str) -> dict[str, Any]:
+    with open(marker) as f:
+        return json.load(f)
+
+
 def _timed(stage: str, layout: Layout, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Runs a stage unless its marker exists; writes the marker (what ran, how long, outputs) last."""
+    """Runs a stage unless its marker exists; writes the marker (what ran, how long, outputs) last.
+
+    Multi-process runs: every process runs the JAX stages together (SPMD); a host stage runs on the
+    writing process while the others wait; markers are written by that process alone, and all
+    processes pass a barrier after each stage, so the next one sees its outputs.
+    """
     marker = layout.marker(stage)
     if os.path.exists(marker):
-        with open(marker) as f:
-            done = json.load(f)
         logging.info("stage %s: complete (marker %s), skipped", stage, marker)
-        return {**done, "skipped": True}
-    logging.info("stage %s: running", stage)
+        return {**_read_marker(marker), "skipped": True}
+    host_only = stage.split("/")[0] in HOST_STAGES and not io_utils.is_primary()
+    logging.info("stage %s: %s", stage, "running on the writing process" if host_only else "running")
     start = time.time()
-    outputs = fn()
+    outputs = None if host_only else fn()
     record = {"stage": stage, "seconds": round(time.time() - start, 1), "outputs": outputs}
     io_utils.atomic_write_json(marker, record)
+    io_utils.barrier(f"stage {stage} done")
+    if host_only:
+        record = _read_marker(marker)
     logging.info("stage %s: done in %.1f s", stage, record["seconds"])
     return {**record, "skipped": False}
 
@@ -282,10 +295,11 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, stages: list
     """Runs (or resumes) the experiment; returns and writes the run summary."""
     from t5x_like import partitioning
 
+    partitioning.initialize_distributed(config.partitioning)  # first: jax.distributed must precede any JAX use
     layout = Layout(workdir)
     steps = plan(config, list(stages or STAGES))
     check_workdir(config, layout)
-    partitioning.initialize_distributed(config.partitioning)  # before anything touches JAX (multi-host)
+    io_utils.barrier("workdir checked")  # every process has compared config.json before it is (re)written
     io_utils.atomic_write_text(layout.path("config.json"), config.to_json_best_effort(indent=2, sort_keys=True))
     io_utils.atomic_write_json(layout.path("provenance.json"), io_utils.provenance(experiment=config.experiment))
     records = [_timed(name, layout, lambda fn=fn: fn(layout)) for name, fn in steps]

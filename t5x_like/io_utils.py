@@ -1,7 +1,10 @@
 """Atomic file writes, jsonl helpers and run provenance shared by every stage.
 
 A stage never leaves a half-written file that looks complete: everything is written to a
-temporary name in the same directory and renamed into place.
+temporary name in the same directory and renamed into place. In a multi-process run (every
+process runs the same program on one shared workdir) exactly one process writes: the atomic
+writers do nothing on the others, and `barrier` makes every process wait until a write is visible
+before anyone reads it.
 """
 from __future__ import annotations
 
@@ -16,8 +19,31 @@ import tempfile
 from typing import Any, Iterable, Iterator
 
 
+def _distributed_jax() -> Any:
+    """The jax module when this process is part of a jax.distributed run, else None (no JAX import here)."""
+    jax = sys.modules.get("jax")
+    return jax if jax is not None and jax.distributed.is_initialized() else None
+
+
+def is_primary() -> bool:
+    """True in the process that writes shared files: process 0 of a multi-process run, or the only one."""
+    jax = _distributed_jax()
+    return jax is None or jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Every process of a multi-process run waits here until all arrive (a no-op in a single process)."""
+    jax = _distributed_jax()
+    if jax is not None and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes `data` to `path` via a temp file in the same directory + os.replace (mode as open() gives)."""
+    """Writes `data` to `path` via a temp file in the same directory + os.replace (mode as open() gives);
+    only the primary process writes (see the module docstring)."""
+    if not is_primary():
+        return
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -66,13 +92,17 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
-    """Yields a temp directory beside `path`; on success it replaces `path` as a whole."""
+    """Yields a temp directory beside `path`; on success it replaces `path` as a whole (primary process only:
+    elsewhere the temp directory is discarded)."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should look like mkdir's
         yield tmp
+        if not is_primary():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         if os.path.isdir(path):
             shutil.rmtree(path)
         os.replace(tmp, path)

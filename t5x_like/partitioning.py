@@ -93,6 +93,16 @@ class Partitioner:
         """From the `partitioning` config section (mesh_shape, rules)."""
         return cls(create_mesh(partitioning_cfg.mesh_shape, devices), rules_from_config(partitioning_cfg.rules))
 
+    @classmethod
+    def single_device(cls, rules: LogicalRules = ()) -> "Partitioner":
+        """A (1, 1, 1) mesh on this process's first device (direct use of a Scorer / Generator)."""
+        return cls(create_mesh((1, 1, 1), jax.local_devices()[:1]), tuple(rules))
+
+    @classmethod
+    def for_inference(cls, mesh_shape: Sequence[int], rules: Sequence[Sequence[Any]]) -> "Partitioner":
+        """A mesh for scoring / generation; a shape whose product is not the device count fails here."""
+        return cls(create_mesh(mesh_shape), rules_from_config(rules))
+
     @contextlib.contextmanager
     def context(self) -> Iterator[None]:
         """Mesh + rules active, so the model's `with_logical_constraint` calls take effect when traced."""
@@ -159,6 +169,30 @@ class Partitioner:
                 raise PartitioningError(
                     f"{logical}: {heads} heads cannot be split over mesh axes {axes} of size {n}; "
                     f"choose partitioning.mesh_shape with {axes} dividing {heads}")
+
+    def describe(self) -> str:
+        """The mesh in one log line: axis sizes, devices and processes."""
+        return (f"mesh data={self.mesh.shape['data']} fsdp={self.mesh.shape['fsdp']} "
+                f"tensor={self.mesh.shape['tensor']} over {self.mesh.size} {jax.devices()[0].platform} device(s), "
+                f"{jax.process_count()} process(es)")
+
+    def round_rows(self, rows: int) -> int:
+        """`rows` rounded up to a multiple of the data-parallel size (batch rows split evenly)."""
+        n = self.data_parallel_size
+        return -(-rows // n) * n
+
+    def place(self, tree: Any, shardings: Any) -> Any:
+        """Every leaf on its sharding: jax arrays already there are kept, others are resharded, host
+        arrays are sliced per device (each process builds only its own shards; multi-host safe)."""
+        return jax.tree.map(self.place_array, tree, shardings)
+
+    @staticmethod
+    def place_array(x: Any, sharding: NamedSharding) -> jax.Array:
+        """One leaf onto `sharding` (see `place`)."""
+        if isinstance(x, jax.Array):
+            return x if x.sharding == sharding else jax.device_put(x, sharding)
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
     def check_batch(self, batch_size: int, microbatches: int = 1) -> None:
         """Each microbatch (batch_size / microbatches rows) must split evenly over data x fsdp."""

@@ -38,7 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from t5x_like.models.llama import Llama
+from jax.sharding import NamedSharding, PartitionSpec
+
+from t5x_like.models.api import DecoderModel
+from t5x_like.partitioning import BATCH_AXES, Partitioner
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +197,11 @@ def default_score_batch_tokens() -> int:
     return CPU_SCORE_BATCH_TOKENS if jax.default_backend() == "cpu" else DEFAULT_MAX_BATCH_TOKENS
 
 
-def rows_per_batch(length: int, batch_size: int, max_batch_tokens: int) -> int:
-    """The fixed number of rows of a bucket: `batch_size`, fewer when `length` x rows would pass the token cap."""
-    return max(1, min(batch_size, max_batch_tokens // length))
+def rows_per_batch(length: int, batch_size: int, max_batch_tokens: int, multiple: int = 1) -> int:
+    """The fixed number of rows of a bucket: `batch_size`, fewer when `length` x rows would pass the token
+    cap, rounded up to a multiple of `multiple` (the mesh's data-parallel size: rows split evenly)."""
+    rows = max(1, min(batch_size, max_batch_tokens // length))
+    return -(-rows // multiple) * multiple
 
 
 def concat_rows(rows: Sequence[_Row]) -> _Row:
@@ -277,34 +282,22 @@ def _batch_arrays(batch: _Batch, batch_size: int, pad_id: int) -> dict[str, np.n
             "valid": valid, "flat_index": flat_index, "targets": targets}
 
 
-def decoder_body(model: Llama, params: Any, tokens_bl: jax.Array, positions_bl: jax.Array, valid_bl: jax.Array,
-                 segments_bl: jax.Array, documents_bl: jax.Array) -> jax.Array:
-    """Final-normed hidden states (B, L, D) of right-padded, possibly packed rows."""
-    hidden_bld, _ = model.apply({"params": params}, tokens_bl, positions_bl, valid_bl, segments_bt=segments_bl,
-                                documents_bt=documents_bl)
-    return hidden_bld
-
-
-def scored_head(model: Llama, params: Any, hidden_bld: jax.Array, flat_index_k: jax.Array,
-                targets_k: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """fp32 log-prob of each target and whether it is the argmax, computed at the K gathered positions only."""
-    hidden_kd = hidden_bld.reshape(-1, hidden_bld.shape[-1])[flat_index_k]
-    logits_kv = model.apply({"params": params}, hidden_kd, method=Llama.logits).astype(jnp.float32)
-    logprobs_kv = jax.nn.log_softmax(logits_kv, axis=-1)
-    target_logprob_k = jnp.take_along_axis(logprobs_kv, targets_k[:, None], axis=-1)[:, 0]
-    is_argmax_k = jnp.argmax(logits_kv, axis=-1) == targets_k
-    return target_logprob_k, is_argmax_k
-
-
 class Scorer:
-    """Scores token-level requests with one compiled body per length bucket (see the module docstring)."""
+    """Scores token-level requests with one compiled body per length bucket (see the module docstring).
 
-    def __init__(self, model: Llama, params: Any, *, batch_size: int = 16, max_length: int | None = None,
-                 pad_id: int = 0, buckets: Sequence[int] | None = None,
-                 max_batch_tokens: int | None = None, pack_length: int = DEFAULT_PACK_LENGTH):
+    Programs run on the partitioner's mesh: weights by the rules table, rows over (data, fsdp), the
+    scored positions and results replicated so every process reads them.
+    """
+
+    def __init__(self, model: DecoderModel, params: Any, *, partitioner: Partitioner | None = None,
+                 batch_size: int = 16, max_length: int | None = None, pad_id: int = 0,
+                 buckets: Sequence[int] | None = None, max_batch_tokens: int | None = None,
+                 pack_length: int = DEFAULT_PACK_LENGTH):
         """`max_batch_tokens` caps rows x length per batch (None: `default_score_batch_tokens()`)."""
         self.model = model
-        self.params = params
+        self.partitioner = partitioner or Partitioner.single_device()
+        self.param_shardings = self.partitioner.shardings_of(model.abstract_params())
+        self.params = self.partitioner.place(params, self.param_shardings)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens or default_score_batch_tokens()
         self.pack_length = pack_length
@@ -321,13 +314,19 @@ class Scorer:
         """Programs compiled so far: decoder bodies (<= one per length bucket) and scoring heads."""
         return {"body": len(self._bodies), "head": len(self._heads)}
 
+    def _hidden_sharding(self) -> NamedSharding:
+        return NamedSharding(self.partitioner.mesh, PartitionSpec(BATCH_AXES, None, None))
+
     def _body(self, length: int) -> Any:
         if length not in self._bodies:
+            p = self.partitioner
             rows = self.rows(length)
-            ints = jax.ShapeDtypeStruct((rows, length), jnp.int32)
-            valid = jax.ShapeDtypeStruct((rows, length), jnp.bool_)
+            rows_2d = p.batch_sharding(2)
+            ints = jax.ShapeDtypeStruct((rows, length), jnp.int32, sharding=rows_2d)
+            valid = jax.ShapeDtypeStruct((rows, length), jnp.bool_, sharding=rows_2d)
             start = time.perf_counter()
-            fn = jax.jit(lambda p, t, x, v, g, d: decoder_body(self.model, p, t, x, v, g, d))
+            fn = p.jit(self.model.score_body, in_shardings=(self.param_shardings,) + (rows_2d,) * 5,
+                       out_shardings=self._hidden_sharding())
             self._bodies[length] = fn.lower(self.params, ints, ints, valid, ints, ints).compile()
             self.stats["compile_s"] += time.perf_counter() - start
             log.info("scoring: compiled decoder body for (%d, %d) in %.1fs", rows, length,
@@ -336,18 +335,25 @@ class Scorer:
 
     def _head(self, length: int, width: int) -> Any:
         if (length, width) not in self._heads:
-            c = self.model.config
-            hidden = jax.ShapeDtypeStruct((self.rows(length), length, c.hidden_size), c.jnp_dtype)
-            index = jax.ShapeDtypeStruct((width,), jnp.int32)
+            p, c = self.partitioner, self.model.config
+            hidden = jax.ShapeDtypeStruct((self.rows(length), length, c.hidden_size), c.jnp_dtype,
+                                          sharding=self._hidden_sharding())
+            index = jax.ShapeDtypeStruct((width,), jnp.int32, sharding=p.replicated())
             start = time.perf_counter()
-            fn = jax.jit(lambda p, h, i, t: scored_head(self.model, p, h, i, t))
+            fn = p.jit(self.model.score_head,
+                       in_shardings=(self.param_shardings, self._hidden_sharding(), p.replicated(), p.replicated()),
+                       out_shardings=(p.replicated(), p.replicated()))
             self._heads[(length, width)] = fn.lower(self.params, hidden, index, index).compile()
             self.stats["compile_s"] += time.perf_counter() - start
         return self._heads[(length, width)]
 
+    def memory_analysis(self) -> Any:
+        """XLA's per-device memory analysis of the largest decoder body (the longest bucket)."""
+        return self._body(self.buckets[-1]).memory_analysis()
+
     def rows(self, length: int) -> int:
         """Rows per batch in the `length` bucket."""
-        return rows_per_batch(length, self.batch_size, self.max_batch_tokens)
+        return rows_per_batch(length, self.batch_size, self.max_batch_tokens, self.partitioner.data_parallel_size)
 
     def prepare(self, token_requests: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[_Row]:
         """Validates, truncates and packs every request before any compute (errors name the request index)."""
@@ -377,11 +383,13 @@ class Scorer:
         """One batch through the compiled body and head; (request index, result) per request."""
         arrays = _batch_arrays(batch, self.rows(batch.length), self.pad_id)
         body, head = self._body(batch.length), self._head(batch.length, batch.width)
+        p = self.partitioner
         start = time.perf_counter()
-        hidden = body(self.params, arrays["tokens"], arrays["positions"], arrays["valid"], arrays["segments"],
-                      arrays["documents"])
-        logprob_k, greedy_k = jax.device_get(
-            head(self.params, hidden, arrays["flat_index"], arrays["targets"]))
+        rows = [p.place_array(arrays[k], p.batch_sharding(2))
+                for k in ("tokens", "positions", "valid", "segments", "documents")]
+        hidden = body(self.params, *rows)
+        index, targets = (p.place_array(arrays[k], p.replicated()) for k in ("flat_index", "targets"))
+        logprob_k, greedy_k = (np.asarray(x) for x in head(self.params, hidden, index, targets))
         self.stats["compute_s"] += time.perf_counter() - start
         self.stats["body_flops"] += _flops(body)
         self.stats["head_flops"] += _flops(head)

@@ -24,11 +24,12 @@ import optax
 from jax.experimental import multihost_utils
 
 from t5x_like import checkpoints, hf_io, io_utils, optimizers, train_data
+from t5x_like.memory import MemoryBudgetError, check_program
 from t5x_like.estimates import train_flops_per_token
 from t5x_like.models import lora as lora_lib
 from t5x_like.models import sources
 from t5x_like.models.config import LoraConfig, ModelConfig, UnsupportedConfigError
-from t5x_like.models.llama import Llama, init_params
+from t5x_like.models.api import DecoderModel
 from t5x_like.partitioning import Partitioner, PartitioningError, initialize_distributed
 from t5x_like.tokenization import TokenizerMismatchError, load_tokenizer
 from t5x_like.train_state import TrainState, init_state, split_trainable, state_logical_specs
@@ -45,10 +46,6 @@ class NonFiniteError(FloatingPointError):
     """The loss or the gradients became NaN/inf; the run stopped without applying that update."""
 
 
-class MemoryBudgetError(MemoryError):
-    """The compiled train step needs more device memory than there is."""
-
-
 # Errors that name the config key or file to fix: the CLI prints them without a traceback.
 USER_ERRORS = (PartitioningError, train_data.DataError, UnsupportedConfigError, checkpoints.ForeignCheckpointError,
                sources.ModelSourceError, hf_io.CheckpointError, TokenizerMismatchError, FileNotFoundError,
@@ -58,24 +55,12 @@ USER_ERRORS = (PartitioningError, train_data.DataError, UnsupportedConfigError, 
 # ---------------------------------------------------------------------------------------------
 # The step maths
 # ---------------------------------------------------------------------------------------------
-def token_loss_sums(model: Llama, params: dict, batch: Batch, dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-    """(sum of weighted next-token NLL, sum of weights) of a batch; NLL in fp32 via logsumexp."""
-    rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
-    hidden_btd, _ = model.apply({"params": params}, batch["tokens"], batch["positions"], batch["valid"], rngs=rngs)
-    logits_btv = model.apply({"params": params}, hidden_btd[:, :-1], method=Llama.logits).astype(jnp.float32)
-    targets_bt = batch["tokens"][:, 1:]
-    target_logit_bt = jnp.take_along_axis(logits_btv, targets_bt[..., None], axis=-1)[..., 0]
-    nll_bt = jax.nn.logsumexp(logits_btv, axis=-1) - target_logit_bt
-    weights_bt = batch["weights"][:, 1:]
-    return jnp.sum(nll_bt * weights_bt), jnp.sum(weights_bt)
-
-
 def split_microbatches(batch: Batch, count: int) -> Batch:
     """(B, L) -> (count, B/count, L) with microbatch j = rows j, j+count, ... (spread over all devices)."""
     return jax.tree.map(lambda x: jnp.swapaxes(x.reshape((x.shape[0] // count, count) + x.shape[1:]), 0, 1), batch)
 
 
-def build_train_step(model: Llama, tx: optax.GradientTransformation, schedule: optax.Schedule,
+def build_train_step(model: DecoderModel, tx: optax.GradientTransformation, schedule: optax.Schedule,
                      microbatches: int) -> Callable[[TrainState, dict, Batch], tuple[TrainState, dict]]:
     """(state, frozen params, batch) -> (new state, metrics). Loss = mean NLL over all weighted tokens.
 
@@ -89,7 +74,7 @@ def build_train_step(model: Llama, tx: optax.GradientTransformation, schedule: o
 
         def loss_sums(trained, micro, index):
             params = lora_lib.combine(frozen, trained)
-            return token_loss_sums(model, params, micro, jax.random.fold_in(step_rng, index))
+            return model.loss_sums(params, micro, jax.random.fold_in(step_rng, index))
 
         grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
 
@@ -119,11 +104,11 @@ def build_train_step(model: Llama, tx: optax.GradientTransformation, schedule: o
     return step
 
 
-def build_eval_step(model: Llama) -> Callable[[dict, dict, Batch], tuple[jax.Array, jax.Array]]:
+def build_eval_step(model: DecoderModel) -> Callable[[dict, dict, Batch], tuple[jax.Array, jax.Array]]:
     """(trained params, frozen params, batch) -> (NLL sum, weight sum), deterministic (no dropout)."""
 
     def step(trained: dict, frozen: dict, batch: Batch) -> tuple[jax.Array, jax.Array]:
-        return token_loss_sums(model, lora_lib.combine(frozen, trained), batch, None)
+        return model.loss_sums(lora_lib.combine(frozen, trained), batch, None)
 
     return step
 
@@ -258,10 +243,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Setup:
     steps = total_steps(train_cfg, data.batches_per_epoch)
     tx, schedule = optimizers.make_optimizer(train_cfg, steps)
 
-    boxed = jax.eval_shape(lambda: init_params(model_cfg, jax.random.PRNGKey(0)))
+    boxed = DecoderModel(model_cfg).abstract_params()
     param_specs = nn.get_partition_spec(boxed)
     abstract_params = nn.meta.unbox(boxed)
-    param_shardings = jax.tree.map(partitioner.sharding, param_specs, is_leaf=_is_spec)
+    param_shardings = partitioner.shardings_of(boxed)
     partitioner.check_divisible(abstract_params, param_shardings, "the model's parameters")
     trained_abs, frozen_abs = split_trainable(abstract_params, train_cfg.mode)
     trained_specs, _ = split_trainable(param_specs, train_cfg.mode)
@@ -285,7 +270,7 @@ def _batch_abstract(setup: Setup, length: int) -> Batch:
 
 def compile_steps(setup: Setup) -> tuple[dict[int, Any], Any]:
     """AOT-compiles the train step for every bucket, prints its memory estimate, refuses what cannot fit."""
-    model = Llama(setup.model_cfg, deterministic=False)
+    model = DecoderModel(setup.model_cfg, deterministic=False)
     frozen_shardings = split_trainable(setup.param_shardings, setup.config.train.mode)[1]
     batch_sharding = {k: setup.partitioner.batch_sharding(2) for k in ("tokens", "positions", "valid", "weights")}
     replicated = setup.partitioner.replicated()
@@ -301,38 +286,17 @@ def compile_steps(setup: Setup) -> tuple[dict[int, Any], Any]:
     longest = max(compiled)
     check_memory(compiled[longest].memory_analysis(), longest, setup.config.train.max_memory_fraction)
     eval_step = setup.partitioner.jit(
-        build_eval_step(Llama(setup.model_cfg, deterministic=True)),
+        build_eval_step(DecoderModel(setup.model_cfg, deterministic=True)),
         in_shardings=(setup.state_shardings.params, frozen_shardings, batch_sharding),
         out_shardings=(replicated, replicated))
     return compiled, eval_step
 
 
-def device_memory_bytes() -> int:
-    """Memory of one device: its allocator limit (GPU/TPU), or host RAM shared by the local CPU devices."""
-    stats = jax.local_devices()[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"])
-    import psutil
-    return psutil.virtual_memory().total // jax.local_device_count()
-
-
 def check_memory(analysis: Any, length: int, max_fraction: float) -> None:
-    """Logs the compiled step's per-device memory and raises MemoryBudgetError when it exceeds the device."""
-    if analysis is None:
-        log.info("memory analysis unavailable on this backend")
-        return
-    need = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes - analysis.alias_size_in_bytes
-            + analysis.temp_size_in_bytes + analysis.generated_code_size_in_bytes)
-    have = device_memory_bytes()
-    log.info("train step (bucket %d) per device: arguments %.3f GiB, outputs %.3f GiB (aliased %.3f), "
-             "temporaries %.3f GiB; total %.3f GiB of %.3f GiB", length, analysis.argument_size_in_bytes / 2**30,
-             analysis.output_size_in_bytes / 2**30, analysis.alias_size_in_bytes / 2**30,
-             analysis.temp_size_in_bytes / 2**30, need / 2**30, have / 2**30)
-    if need > max_fraction * have:
-        raise MemoryBudgetError(
-            f"the train step for sequences of {length} tokens needs {need / 2**30:.2f} GiB per device but a device "
-            f"has {have / 2**30:.2f} GiB (x{max_fraction} allowed). Lower train.batch_size or the largest "
-            f"train.buckets, raise train.microbatches, set model.remat_policy='full', or shard more (fsdp)")
+    """Logs the compiled train step's per-device memory; refuses it above `train.max_memory_fraction`."""
+    check_program(analysis, f"the train step for sequences of {length} tokens", (
+        "Lower train.batch_size or the largest train.buckets, raise train.microbatches, set "
+        "model.remat_policy='full', or shard more (fsdp)"), max_fraction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +310,7 @@ def load_frozen_and_init(setup: Setup) -> tuple[dict, TrainState]:
     if mode == "lora":
         trained_shardings = setup.state_shardings.params
         init_adapters = jax.jit(
-            lambda rng: lora_lib.split_lora(nn.meta.unbox(init_params(setup.model_cfg, rng)))[1],
+            lambda rng: lora_lib.split_lora(nn.meta.unbox(DecoderModel(setup.model_cfg).init(rng)))[1],
             out_shardings=trained_shardings)  # XLA drops the unused base init
         trained, frozen = init_adapters(jax.random.PRNGKey(setup.config.seed)), base
     else:

@@ -18,6 +18,7 @@ import pytest
 from t5x_like.decoding import Generator, GenerationRequest, TokenGeneration, finish, stop_token_sequences
 from t5x_like.engine import Engine
 from t5x_like.models.config import ModelConfig
+from t5x_like.models.api import DecoderModel
 from t5x_like.models.llama import Llama, init_params
 from t5x_like.tokenization import load_tokenizer
 
@@ -79,7 +80,7 @@ def ours(name: str, prompt_ids, max_new=None, eos_ids=(), stops=None, batch_size
     key = (name, tuple(eos_ids), batch_size)
     if key not in _GENERATORS:
         config, params = tiny(name)
-        _GENERATORS[key] = Generator(Llama(config), params, eos_ids=eos_ids, pad_id=0, batch_size=batch_size)
+        _GENERATORS[key] = Generator(DecoderModel(config), params, eos_ids=eos_ids, pad_id=0, batch_size=batch_size)
     generator = _GENERATORS[key]
     max_new = max_new or [NEW_TOKENS] * len(prompt_ids)
     return generator.generate_tokens(prompt_ids, max_new, stops, temperature=temperature, seed=seed,

@@ -129,7 +129,7 @@ def test_adapter_dir_loads_as_merged_lora(tmp_path):
     from t5x_like import checkpoints, hf_io
     from flax import traverse_util
 
-    from t5x_like.models.lora import split_lora
+    from t5x_like.models.lora import merge_lora, split_lora
 
     lora = LoraConfig(rank=4, alpha=8.0, dropout=0.0, targets=("q_proj", "v_proj"))
     config = ModelConfig.from_hf_dict(TINY_FIELDS).replace(lora=lora)
@@ -143,9 +143,11 @@ def test_adapter_dir_loads_as_merged_lora(tmp_path):
     checkpoints.export_adapter(adapter, config, str(tmp_path / "adapter"), {})
     spec = ev.tuned_model_spec("flan", str(tmp_path / "adapter"), lambda: str(tmp_path / "base"))
     assert spec.adapter_over == str(tmp_path / "base")
-    loaded_config, loaded = ev.load_adapter_params(spec, "float32")
-    assert loaded_config.lora == lora
-    expected, got = traverse_util.flatten_dict(params), traverse_util.flatten_dict(loaded)
+    read_lora, leaves = checkpoints.read_adapter(spec.path, "float32")
+    assert read_lora == lora and len(leaves) == 2 * 2 * config.num_layers
+    engine = Engine.load(spec.adapter_over, adapter_dir=spec.path, progress=False)
+    expected = traverse_util.flatten_dict(merge_lora(params, lora))
+    got = traverse_util.flatten_dict(engine.params)
     assert sorted(expected) == sorted(got)
     assert all(np.allclose(expected[k], got[k], atol=1e-6) for k in expected)
     with pytest.raises(ev.EvalConfigError, match="neither an HF model dir"):

@@ -59,7 +59,7 @@ def zero_shot(engine: Engine, data_dir, task: str, n: int) -> ZeroShotRanking:
 def test_smollm2_loglik_per_task_matches_transformers(tmp_path, data_dir, smollm2_dir, capsys):
     transformers = pytest.importorskip("transformers")
     data = prepare_data(tmp_path / "data", data_dir, ",".join(TASKS), NUM_TEST, formats="base_d")
-    engine = Engine.from_dir(smollm2_dir, batch_size=16, progress=False)
+    engine = Engine.load(smollm2_dir, batch_size=16, progress=False)
     config = eval_config(data, smollm2_dir, settings="base_d", mode="loglik", shard_size=NUM_TEST, max_length=0)
     config.model.name = "smollm2_135m"
     first = ev.run(config, str(tmp_path / "a"), engines={"base": engine})

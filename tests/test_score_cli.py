@@ -55,7 +55,7 @@ def test_score_cli_writes_results_in_input_order(tmp_path, model_dir):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["id"] for x in lines] == ["a", "b", "c"]
-    expected = Engine.from_dir(model_dir, batch_size=2, progress=False).score(
+    expected = Engine.load(model_dir, batch_size=2, progress=False).score(
         [ScoreRequest(r["context"], r["continuation"]) for r in SCORE_ROWS])
     for line, result in zip(lines, expected):
         assert line["logprob"] == pytest.approx(result.logprob, abs=1e-5)

