@@ -129,14 +129,20 @@ def check_stages(stages: list[str]) -> None:
         raise ExperimentError(f"unknown stage(s) {unknown}; choose from {','.join(STAGES)}")
 
 
+def _shared_part(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as every process of a run shares it: without this process's rank."""
+    partitioning = {k: v for k, v in config.get("partitioning", {}).items() if k != "process_id"}
+    return {**config, "partitioning": partitioning}
+
+
 def check_workdir(config: ml_collections.ConfigDict, layout: Layout) -> None:
     """A workdir belongs to one experiment config: a different one there is an error, not a merge."""
     path = layout.path("config.json")
     if not os.path.exists(path):
         return
     with open(path) as f:
-        previous = json.load(f)
-    current = json.loads(config.to_json_best_effort(sort_keys=True))
+        previous = _shared_part(json.load(f))
+    current = _shared_part(json.loads(config.to_json_best_effort(sort_keys=True)))
     if previous != current:
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         raise ExperimentError(

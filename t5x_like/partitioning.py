@@ -188,7 +188,10 @@ class Partitioner:
 
     @staticmethod
     def place_array(x: Any, sharding: NamedSharding) -> jax.Array:
-        """One leaf onto `sharding` (see `place`)."""
+        """One leaf onto `sharding` (see `place`); an abstract leaf (ShapeDtypeStruct) gets the sharding, for
+        compile-only use (memory analysis of the real programs without allocating weights)."""
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
         if isinstance(x, jax.Array):
             return x if x.sharding == sharding else jax.device_put(x, sharding)
         host = np.asarray(x)
