@@ -3,10 +3,11 @@ r"""Per-device memory and step time of the paper's models on named hardware, fro
 python -m benchmarks.extrapolate [--out=benchmarks/results/extrapolate.md]
 Training: each paper config's LoRA step (batch 2 x 4096 tokens, bf16, full remat) on its own
 hardware and on alternatives with the same mesh rules; one epoch of the paper = 10,000 steps.
-Evaluation: the engine runs on ONE device, so the whole bf16 model plus the KV cache of one
-generation batch (at most `scoring.DEFAULT_MAX_BATCH_TOKENS` tokens) must fit one chip. These are
-analytic estimates (40% MFU assumed); the trainer prints the compiled step's own memory analysis
-before training on the real machine. The table is pasted into docs/running.md.
+Evaluation: the sharded engine's largest scoring body (4096-token rows) and generation program
+(prompt + 1,024 new tokens, every cache slot counted) per device, weights split over fsdp x tensor,
+rows over data x fsdp. These are analytic estimates (`benchmarks.tpu_memory` compiles the real
+programs for TPU and compares); the trainer and the engine print the compiled programs' own memory
+analysis on the real machine. The table is pasted into docs/running.md.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ sys.path.insert(0, _ROOT)
 from t5x_like import estimates, partitioning, sweep  # noqa: E402
 from t5x_like.trainer import lora_config  # noqa: E402
 from t5x_like.models import sources  # noqa: E402
-from t5x_like.scoring import DEFAULT_MAX_BATCH_TOKENS  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", None, "Also write the Markdown tables here.")
 
@@ -35,7 +35,7 @@ ALTERNATIVES = {
     "llama2_13b": (("tpu-v5e-8", (1, 2, 4)), ("tpu-v4-4", (1, 2, 2)), ("a100-8", (1, 2, 4))),
     "llama2_70b": (("tpu-v5e-16", (1, 2, 8)), ("tpu-v4-16", (1, 2, 8)), ("h100-16", (1, 2, 8))),
 }
-EVAL_HARDWARE = ("tpu-v5e", "tpu-v4", "tpu-v5p", "a100", "h100", "h200")
+EVAL_NODES = (("tpu-v5e-8", (1, 2, 4)), ("tpu-v4-4", (1, 1, 4)), ("h100-8", (1, 2, 4)), ("a100-8", (1, 2, 4)))
 PAPER_STEPS = 10000  # 20,000 mixture rows / batch 2, one epoch
 
 
@@ -78,27 +78,25 @@ def train_table(rows: list[TrainRow]) -> str:
 
 
 def eval_table() -> str:
-    """Single-device generation memory (weights + a full KV batch) per model and chip kind."""
-    header = " | ".join(f"{h} ({estimates.HARDWARE[h].memory_gib:.0f} GiB)" for h in EVAL_HARDWARE)
-    lines = [f"| model | weights + KV of {DEFAULT_MAX_BATCH_TOKENS} tokens | {header} |",
-             "|---|---|" + "---|" * len(EVAL_HARDWARE)]
+    """The sharded engine's largest scoring and generation programs per model and node, per device."""
+    lines = ["| model | hardware | mesh (data, fsdp, tensor) | weights | scoring rows x 4096 | scoring | generation rows "
+             "| KV cache | generation | fits (90%) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in MODELS:
         config = sweep.load_config(f"configs/experiments/paper_{name}.py")
         model = sources.model_config(config.model)
-        cells = []
-        for kind in EVAL_HARDWARE:
-            hardware = estimates.HARDWARE[kind]
-            gib = estimates.estimate_inference(model, 1, DEFAULT_MAX_BATCH_TOKENS, 1, hardware)
-            cells.append("fits" if gib <= 0.9 * hardware.memory_gib else "no")
-        gib = estimates.estimate_inference(model, 1, DEFAULT_MAX_BATCH_TOKENS, 1, estimates.HARDWARE["h100"])
-        lines.append(f"| {name} | {gib:.1f} GiB | " + " | ".join(cells) + " |")
+        for hardware_name, mesh in EVAL_NODES:
+            hardware, _ = estimates.parse_hardware(hardware_name)
+            e = estimates.estimate_inference(model, estimates.eval_shape(model, config.eval, mesh), hardware)
+            lines.append(f"| {name} | {hardware_name} | {mesh} | {e.weights_gib:.1f} GiB | {e.scoring_rows} "
+                         f"| {e.scoring_gib:.1f} GiB | {e.generation_rows} | {e.kv_cache_gib:.2f} GiB "
+                         f"| {e.generation_gib:.1f} GiB | {'yes' if e.fits else 'NO'} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> None:
     del argv
     text = ("### Training (LoRA, batch 2 x 4096 tokens, bf16, remat full; 40% MFU)\n\n" + train_table(train_rows())
-            + "\n\n### Evaluation (one device holds the model)\n\n" + eval_table() + "\n")
+            + "\n\n### Evaluation (the sharded engine on the same mesh as training)\n\n" + eval_table() + "\n")
     print(text)
     if _OUT.value:
         from t5x_like import io_utils

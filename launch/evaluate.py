@@ -11,7 +11,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from t5x_like import evaluation
+from t5x_like import evaluation, partitioning
 from t5x_like.models.sources import ModelSourceError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
@@ -31,6 +31,13 @@ def main(argv: list[str]) -> None:
     logging.info("computed %d items; scores in %s/scores.csv", result.computed_items, result.workdir)
 
 
+def main_then_shutdown(argv: list[str]) -> None:
+    try:
+        main(argv)
+    finally:
+        partitioning.shutdown_distributed()
+
+
 if __name__ == "__main__":
     flags.mark_flag_as_required("config")
-    app.run(main)
+    app.run(main_then_shutdown)

@@ -8,7 +8,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from t5x_like import experiment
+from t5x_like import experiment, partitioning
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Experiment directory (created; rerun to resume).", required=True)
@@ -30,6 +30,13 @@ def main(argv: list[str]) -> None:
     logging.info("summary: %s/summary.md", _WORKDIR.value)
 
 
+def main_then_shutdown(argv: list[str]) -> None:
+    try:
+        main(argv)
+    finally:
+        partitioning.shutdown_distributed()
+
+
 if __name__ == "__main__":
     flags.mark_flag_as_required("config")
-    app.run(main)
+    app.run(main_then_shutdown)

@@ -7,6 +7,7 @@ config fits a named accelerator, and let docs extrapolate the CPU benchmarks.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from t5x_like.models.config import ModelConfig
 
@@ -122,12 +123,92 @@ def estimate_training(config: ModelConfig, shape: TrainShape, hardware: Hardware
                     total / GIB <= 0.9 * hardware.memory_gib)
 
 
-def estimate_inference(config: ModelConfig, batch: int, length: int, model_shards: int, hardware: Hardware) -> float:
-    """GiB per device of weights + KV cache for batched generation up to `length` tokens."""
-    weights = config.num_params() * BYTES[config.param_dtype] / model_shards
-    kv = 2 * config.num_layers * batch * length * config.num_kv_heads * config.head_dim * BYTES[config.dtype]
-    return (weights + kv / model_shards) / GIB
+@dataclasses.dataclass(frozen=True)
+class InferenceShape:
+    """What the sharded engine's largest programs hold: eval batch knobs and the mesh."""
 
+    batch_size: int  # eval.batch_size: rows per compiled batch before the token caps
+    max_length: int  # eval.max_length (the model context)
+    max_new_tokens: int  # the most new tokens a setting generates (0: scoring only)
+    score_batch_tokens: int  # rows x length cap of a scoring batch
+    generate_batch_tokens: int  # rows x (prompt + new) cap of a generation batch (every cache slot counts)
+    data: int
+    fsdp: int
+    tensor: int
+
+    def rows(self, length: int, cap: int) -> int:
+        """Rows of a batch of `length`-token rows: the engine's rows_per_batch, whole over data x fsdp."""
+        dp = self.data * self.fsdp
+        rows = max(1, min(self.batch_size, cap // length))
+        return -(-rows // dp) * dp
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceEstimate:
+    """Per-device GiB of the largest scoring and generation programs (weights included in both)."""
+
+    weights_gib: float
+    scoring_rows: int
+    scoring_gib: float
+    generation_rows: int
+    kv_cache_gib: float
+    generation_gib: float
+    fits: bool
+
+
+def eval_shape(config: ModelConfig, eval_cfg: Any, mesh: tuple[int, int, int]) -> InferenceShape:
+    """The InferenceShape of an experiment's eval section on a (data, fsdp, tensor) mesh (accelerator defaults)."""
+    from t5x_like.scoring import DEFAULT_MAX_BATCH_TOKENS
+
+    return InferenceShape(eval_cfg.batch_size, eval_cfg.max_length or config.max_position_embeddings,
+                          max(eval_cfg.max_new_tokens_base, eval_cfg.max_new_tokens_tuned),
+                          eval_cfg.score_batch_tokens or DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS, *mesh)
+
+
+CACHE_COPIES = 3
+
+
+def _pow2_at_least(n: int, floor: int = 16) -> int:
+    size = floor
+    while size < n:
+        size *= 2
+    return size
+
+
+def _forward_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int) -> float:
+    """Bytes of one layer's working set for `rows` local rows: activations, fp32 attention scores and
+    probabilities of the XLA attention (the largest term at long contexts), one gathered layer of weights."""
+    act = BYTES[config.dtype]
+    heads = max(1, config.num_heads // tensor)
+    activations = rows * queries * (6 * config.hidden_size + 3 * config.intermediate_size // tensor) * act
+    scores = 2 * rows * heads * queries * keys * 4
+    layer = (config.num_params() - 2 * config.vocab_size * config.hidden_size) / config.num_layers
+    return activations + scores + 2 * layer * BYTES[config.param_dtype] / tensor
+
+
+def estimate_inference(config: ModelConfig, shape: InferenceShape, hardware: Hardware) -> InferenceEstimate:
+    """Per-device memory of the sharded engine's largest scoring body and generation program."""
+    dp = shape.data * shape.fsdp
+    weights = config.num_params() * BYTES[config.param_dtype] / (shape.fsdp * shape.tensor)
+    length = shape.max_length
+    score_rows = shape.rows(length, shape.score_batch_tokens)
+    hidden_out = score_rows // dp * length * config.hidden_size * BYTES[config.dtype]
+    scoring = weights + hidden_out + _forward_temporaries(config, score_rows // dp, length, length, shape.tensor)
+    gen_rows, kv, generation = 0, 0.0, 0.0
+    if shape.max_new_tokens:
+        new = _pow2_at_least(shape.max_new_tokens)
+        prompt = length - shape.max_new_tokens
+        slots = prompt + new
+        gen_rows = shape.rows(slots, shape.generate_batch_tokens)
+        kv_heads = max(1, config.num_kv_heads // shape.tensor)
+        kv = 2 * config.num_layers * gen_rows // dp * slots * kv_heads * config.head_dim * BYTES[config.dtype]
+        logits = gen_rows * config.vocab_size * 4
+        # XLA:TPU keeps three caches live at the peak (the zero-initialised one, the prefill's output and
+        # the decode loop's carry): benchmarks/tpu_memory.py measured 6.76 GiB for Llama-2-7B on v5e-8.
+        generation = (weights + CACHE_COPIES * kv + logits
+                      + _forward_temporaries(config, gen_rows // dp, prompt, slots, shape.tensor))
+    fits = max(scoring, generation) / GIB <= 0.9 * hardware.memory_gib
+    return InferenceEstimate(weights / GIB, score_rows, scoring / GIB, gen_rows, kv / GIB, generation / GIB, fits)
 
 
 def parse_hardware(name: str) -> tuple[Hardware, int]:

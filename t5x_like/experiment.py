@@ -312,6 +312,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, stages: list
     summary = {"experiment": config.experiment, "workdir": workdir, "stages": records}
     io_utils.atomic_write_json(layout.path("summary.json"), summary)
     io_utils.atomic_write_text(layout.path("summary.md"), summary_markdown(summary, layout))
+    io_utils.barrier("summary written")
     return summary
 
 
@@ -355,8 +356,8 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str, stages: list[str] |
     shape = estimates.TrainShape(t.batch_size, max(t.buckets), data, fsdp, tensor, lora,
                                  config.model.remat_policy != "none")
     est = estimates.estimate_training(model, shape, hardware)
-    gen_gib = estimates.estimate_inference(model, config.eval.batch_size,
-                                           model.max_position_embeddings, fsdp * tensor, hardware)
+    ev = estimates.estimate_inference(model.replace(lora=None), estimates.eval_shape(model, config.eval,
+                                                                                     (data, fsdp, tensor)), hardware)
     setup = config.data.mixture or "default"
     lines = [
         f"experiment {config.experiment} -> {workdir}",
@@ -372,8 +373,10 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str, stages: list[str] |
         f"{est.weights_gib:.2f} GiB + trainable state {est.trainable_state_gib:.2f} GiB + activations "
         f"{est.activations_gib:.2f} GiB = {est.total_gib:.2f} GiB of {hardware.memory_gib} GiB "
         f"({'fits' if est.fits else 'DOES NOT FIT'}); ~{est.step_seconds:.2f} s/step at 40% MFU",
-        f"generation (batch {config.eval.batch_size}, {model.max_position_embeddings} tokens) per device: "
-        f"{gen_gib:.2f} GiB",
+        f"evaluation on the same mesh per device: scoring {ev.scoring_rows} rows x "
+        f"{config.eval.max_length or model.max_position_embeddings} tokens {ev.scoring_gib:.2f} GiB, generation "
+        f"{ev.generation_rows} rows (KV cache {ev.kv_cache_gib:.2f} GiB) {ev.generation_gib:.2f} GiB of "
+        f"{hardware.memory_gib} GiB ({'fits' if ev.fits else 'DOES NOT FIT'})",
         "stages:",
     ]
     for name, _ in steps:

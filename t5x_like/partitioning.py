@@ -263,3 +263,10 @@ def initialize_distributed(partitioning_cfg: Any) -> None:
                                    partitioning_cfg.num_processes, partitioning_cfg.process_id)
     elif partitioning_cfg.multi_host:
         jax.distributed.initialize()
+
+
+def shutdown_distributed() -> None:
+    """Leaves a multi-process run together: every process waits for the others, then disconnects, so no
+    process exits while another still talks to the coordinator (a no-op for single-process runs)."""
+    if jax.distributed.is_initialized():
+        jax.distributed.shutdown()

@@ -29,11 +29,10 @@ MODELS = {
 DEFAULT_MODEL = "llama2_7b"
 
 # Where each model runs. Training shards over 8 devices as fsdp 2 x tensor 4 (the paper's batch of 2
-# must divide data x fsdp; tensor must divide the KV heads: 8 for Mistral and 70B). Evaluation
-# (t5x_like/engine.py) runs on ONE device: the whole bf16 model + KV cache must fit a single chip, which
-# rules out 16 GiB TPU v5e chips for every paper model; hence 8xH100 by default. The same mesh
-# trains on a TPU v5e-8 (--config.hardware=tpu-v5e-8; training only). The 70B trains on 8xH100 but
-# fits no single device for evaluation. Per-device numbers: docs/running.md.
+# must divide data x fsdp; tensor must divide the KV heads: 8 for Mistral and 70B). Evaluation runs
+# sharded on the same mesh (t5x_like/engine.py through the Partitioner). 8xH100 by default; the
+# 7B/13B/Mistral studies also fit a TPU v5e-8 (--config.hardware=tpu-v5e-8), the 70B needs 16 v5e
+# chips. Per-device numbers: docs/running.md.
 PLACEMENT = {  # model -> (hardware, mesh_shape (data, fsdp, tensor), multi_host)
     "llama2_7b": ("h100-8", (1, 2, 4), False),
     "llama2_13b": ("h100-8", (1, 2, 4), False),
@@ -117,6 +116,9 @@ def paper(model: str = DEFAULT_MODEL, setup: str = "default") -> ml_collections.
     e.mode = "generate"  # greedy decoding
     e.max_new_tokens_base = 250
     e.max_new_tokens_tuned = 1024
+    # Context of every paper model's evaluation: Llama-2's own 4096; Mistral's config says 32768, whose
+    # 32k-token buckets would not fit any chip (docs/running.md) while the paper's prompts fit 4096.
+    e.max_length = 4096
     e.setup = setup
 
     config.tuning.formats = "flan,samplegen"
