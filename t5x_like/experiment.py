@@ -129,9 +129,13 @@ def check_stages(stages: list[str]) -> None:
         raise ExperimentError(f"unknown stage(s) {unknown}; choose from {','.join(STAGES)}")
 
 
+LAUNCH_KEYS = ("process_id", "coordinator_address")  # partitioning keys of how a run was started, not what it is
+
+
 def _shared_part(config: dict[str, Any]) -> dict[str, Any]:
-    """A config as every process of a run shares it: without this process's rank."""
-    partitioning = {k: v for k, v in config.get("partitioning", {}).items() if k != "process_id"}
+    """A config as every process and every restart of a run shares it: without this process's rank and
+    the coordinator's address (a resumed multi-process run may use another host:port)."""
+    partitioning = {k: v for k, v in config.get("partitioning", {}).items() if k not in LAUNCH_KEYS}
     return {**config, "partitioning": partitioning}
 
 

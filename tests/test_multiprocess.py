@@ -56,9 +56,12 @@ def _experiment(workdir, devices: int, env: dict, process: tuple[int, int] | Non
         flags = [f"--config.partitioning.coordinator_address=localhost:{port}",
                  "--config.partitioning.num_processes=2", f"--config.partitioning.process_id={rank}"]
     env = {**env, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, "-m", "launch.run_experiment", f"--config={SMOKE}",
-                             f"--workdir={workdir}", *flags], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    # Output to a file, not a pipe: a process blocked on a full pipe would stall the others at a barrier.
+    log = open(f"{workdir}.{'single' if process is None else process[0]}.log", "a+")
+    proc = subprocess.Popen([sys.executable, "-m", "launch.run_experiment", f"--config={SMOKE}",
+                             f"--workdir={workdir}", *flags], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.log = log
+    return proc
 
 
 def _two_processes(workdir, env) -> list[subprocess.Popen]:
@@ -67,7 +70,11 @@ def _two_processes(workdir, env) -> list[subprocess.Popen]:
 
 
 def _finish(procs: list[subprocess.Popen]) -> list[str]:
-    outs = [p.communicate(timeout=1500)[0] for p in procs]
+    outs = []
+    for p in procs:
+        p.wait(timeout=1500)
+        p.log.seek(0)
+        outs.append(p.log.read())
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[:out.find("Extension modules:")][-4000:]
     return outs
@@ -88,8 +95,7 @@ def test_two_process_experiment_equals_one_process_and_resumes_after_kill(tmp_pa
     the scores of 1 process x 8 devices; each process holds half of every batch; kill -9 of both
     mid-evaluation and a rerun give every item exactly once."""
     env = {**os.environ, "T5X_LIKE_DATA_DIR": str(data_dir)}
-    single = _experiment(tmp_path / "single", 8, env)
-    assert single.communicate(timeout=1500)[0] is not None and single.returncode == 0
+    _finish([_experiment(tmp_path / "single", 8, env)])
     outs = _finish(_two_processes(tmp_path / "multi", env))
     assert _scores(tmp_path / "multi") == _scores(tmp_path / "single") != []
     for rank, out in enumerate(outs):
