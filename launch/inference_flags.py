@@ -1,8 +1,8 @@
 """Flags shared by the inference CLIs (score, generate, score_demo) and the engine they build.
 
 `--mesh_shape=DATA,FSDP,TENSOR` places the model on a mesh like training's (`-1` = the rest of the
-devices). Default: every local device on the data axis on GPU/TPU; one device on CPU, where XLA's
-fake host devices share the same cores and split batches only add overhead (docs/running.md).
+devices). Default: every local device on the data axis on GPU/TPU; one device on CPU (XLA's fake
+host devices share the same cores; the 1-vs-8 device speed on CPU has not been measured yet).
 """
 from __future__ import annotations
 
