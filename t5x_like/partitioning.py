@@ -98,11 +98,6 @@ class Partitioner:
         """A (1, 1, 1) mesh on this process's first device (direct use of a Scorer / Generator)."""
         return cls(create_mesh((1, 1, 1), jax.local_devices()[:1]), tuple(rules))
 
-    @classmethod
-    def for_inference(cls, mesh_shape: Sequence[int], rules: Sequence[Sequence[Any]]) -> "Partitioner":
-        """A mesh for scoring / generation; a shape whose product is not the device count fails here."""
-        return cls(create_mesh(mesh_shape), rules_from_config(rules))
-
     @contextlib.contextmanager
     def context(self) -> Iterator[None]:
         """Mesh + rules active, so the model's `with_logical_constraint` calls take effect when traced."""
