@@ -139,7 +139,9 @@ def test_reference_fixture_and_pytorch_model_from_converted_dir(smollm2_dir):
     assert [c["ids"] for c in fresh["tokenizer"]] == [c["ids"] for c in REFERENCE["tokenizer"]]
     model = transformers.AutoModelForCausalLM.from_pretrained(str(smollm2_dir), dtype=torch.float32).eval()
     for case, committed in zip(fresh["logprobs"], REFERENCE["logprobs"]):
-        np.testing.assert_allclose(case["logprobs"], committed["logprobs"], atol=1e-5, rtol=0)
+        # The committed figures came from another CPU: torch's fp32 kernels differ by instruction set
+        # (CI measured 2.9e-5 on one log-prob of -2.67), so across machines 1e-4; on this one, 1e-5.
+        np.testing.assert_allclose(case["logprobs"], committed["logprobs"], atol=1e-4, rtol=0)
         ids = torch.tensor([case["ids"]])
         with torch.no_grad():
             lp = torch.log_softmax(model(ids).logits[0].double(), -1)[:-1].gather(-1, ids[0, 1:, None])[:, 0]
