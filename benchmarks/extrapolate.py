@@ -93,10 +93,34 @@ def eval_table() -> str:
     return "\n".join(lines)
 
 
+def throughput_table() -> str:
+    """Roofline evaluation throughput per chip at the paper's shapes: the engine's generation rows and
+    the most rows whose generation program fits 90% of memory (estimates.max_generation_rows)."""
+    lines = ["| model | hardware | mesh | prefill tok/s/chip | engine rows | decode tok/s/chip | rows that fit "
+             "| decode tok/s/chip | bound |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in MODELS:
+        config = sweep.load_config(f"configs/experiments/paper_{name}.py")
+        model = sources.model_config(config.model)
+        for hardware_name, mesh in EVAL_NODES:
+            hardware, _ = estimates.parse_hardware(hardware_name)
+            shape = estimates.eval_shape(model, config.eval, mesh)
+            engine = estimates.roofline(model, shape, hardware, estimates.estimate_inference(
+                model, shape, hardware).generation_rows)
+            most = estimates.max_generation_rows(model, shape, hardware)
+            widest = estimates.roofline(model, shape, hardware, most) if most else None
+            lines.append(f"| {name} | {hardware_name} | {mesh} | {engine.prefill_tokens_per_s:,.0f} "
+                         f"| {engine.decode_rows} | {engine.decode_tokens_per_s:,.0f} | {most} "
+                         f"| {f'{widest.decode_tokens_per_s:,.0f}' if widest else '-'} "
+                         f"| {widest.decode_bound if widest else engine.decode_bound} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> None:
     del argv
     text = ("### Training (LoRA, batch 2 x 4096 tokens, bf16, remat full; 40% MFU)\n\n" + train_table(train_rows())
-            + "\n\n### Evaluation (the sharded engine on the same mesh as training)\n\n" + eval_table() + "\n")
+            + "\n\n### Evaluation (the sharded engine on the same mesh as training)\n\n" + eval_table()
+            + "\n\n### Evaluation throughput (roofline per chip; prompt 3072 -> bucket 4096, 1,024 new tokens)\n\n"
+            + throughput_table() + "\n")
     print(text)
     if _OUT.value:
         from t5x_like import io_utils

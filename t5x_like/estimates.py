@@ -17,21 +17,22 @@ BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 @dataclasses.dataclass(frozen=True)
 class Hardware:
-    """One accelerator: memory and dense bf16 peak (fp32 peak for CPUs)."""
+    """One accelerator: memory, dense bf16 peak (fp32 peak for CPUs) and memory bandwidth (vendor sheets)."""
 
     name: str
     memory_gib: float
     peak_tflops: float
+    hbm_gbps: float
 
 
 HARDWARE = {
-    "tpu-v4": Hardware("TPU v4 chip", 32, 275),
-    "tpu-v5e": Hardware("TPU v5e chip", 16, 197),
-    "tpu-v5p": Hardware("TPU v5p chip", 95, 459),
-    "h100": Hardware("NVIDIA H100 80GB", 80, 989),
-    "h200": Hardware("NVIDIA H200", 141, 989),
-    "a100": Hardware("NVIDIA A100 80GB", 80, 312),
-    "cpu": Hardware("CPU host (24 GiB)", 24, 0.2),
+    "tpu-v4": Hardware("TPU v4 chip", 32, 275, 1200),
+    "tpu-v5e": Hardware("TPU v5e chip", 16, 197, 819),
+    "tpu-v5p": Hardware("TPU v5p chip", 95, 459, 2765),
+    "h100": Hardware("NVIDIA H100 80GB", 80, 989, 3350),
+    "h200": Hardware("NVIDIA H200", 141, 989, 4800),
+    "a100": Hardware("NVIDIA A100 80GB", 80, 312, 2039),
+    "cpu": Hardware("CPU host (24 GiB)", 24, 0.2, 20),
 }
 
 
@@ -100,22 +101,67 @@ def train_flops(config: ModelConfig, tokens: int, seq_len: int, lora: bool) -> f
     return tokens * train_flops_per_token(config, seq_len, "lora" if lora else "full")
 
 
+# Terms fitted to XLA:TPU's own compiles of the real programs (benchmarks/tpu_memory.py, Llama-2-7B on
+# v5e-8, 2 and 4 layers; benchmarks/results/tpu_memory.md checks every paper model against them):
+# layers are unrolled, so the executable grows per layer, and XLA keeps about one extra sharded copy of
+# each layer's weights live (1.5 in the train step: forward and rematerialised backward).
+CODE_BYTES_PER_LAYER = {"train": 25 * 2 ** 20, "scoring": 7 * 2 ** 20, "generation": 11 * 2 ** 20}
+WEIGHT_COPIES_PER_LAYER = {"train": 1.5, "scoring": 1.0, "generation": 0.0}
+
+
+def _layer_weight_bytes(config: ModelConfig, model_shards: int) -> float:
+    """One decoder layer's weights per device (embeddings and head excluded)."""
+    layer = (config.num_params() - 2 * config.vocab_size * config.hidden_size) / config.num_layers
+    return layer * BYTES[config.param_dtype] / model_shards
+
+
+def lora_state_bytes(config: ModelConfig, fsdp: int, tensor: int) -> float:
+    """fp32 adapters per device with gradient and two Adam moments (16 B/param): lora_a is split over
+    fsdp (its input axis is `embed`), lora_b over tensor (its output axis is the heads)."""
+    if config.lora is None:
+        return 0.0
+    per_layer = 0.0
+    for target in config.lora.targets:
+        inputs, outputs = config.projection_shape(target)
+        per_layer += config.lora.rank * (inputs / fsdp + outputs / tensor)
+    return config.num_layers * per_layer * 16
+
+
+def _attention_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int) -> float:
+    """fp32 scores and probabilities live at once: one query chunk with chunked attention (what
+    "auto" picks on accelerators for long rows), the whole square otherwise."""
+    from t5x_like.models.llama import resolve_attention_impl, ATTENTION_CHUNK
+
+    chunked = resolve_attention_impl(config.attention_impl, queries, "tpu") == "chunked"
+    live_queries = min(queries, ATTENTION_CHUNK) if chunked else queries
+    return 2 * rows * max(1, config.num_heads // tensor) * live_queries * keys * 4
+
+
+def _layer_activations(config: ModelConfig, rows: int, tokens: int, tensor: int) -> float:
+    """One layer's live activations: residual stream in and out, MLP gate/up/product split over tensor."""
+    return rows * tokens * (2 * config.hidden_size + 3 * config.intermediate_size // tensor) * BYTES[config.dtype]
+
+
 def estimate_training(config: ModelConfig, shape: TrainShape, hardware: Hardware, mfu: float = 0.4) -> Estimate:
     """Per-device memory and step time of a training step under `shape` on `hardware`."""
     n = config.num_params()
     weights = n * BYTES[config.param_dtype] / shape.model_shards
-    trainable = lora_params(config) if shape.lora else n
-    # fp32 master copy (when params are not fp32) + fp32 grads + two Adam moments.
-    master = 0 if config.param_dtype == "float32" or shape.lora else 4
-    state = trainable * (master + 4 + 8) / (1 if shape.lora else shape.model_shards)
+    if shape.lora:
+        state = lora_state_bytes(config, shape.fsdp, shape.tensor)
+    else:  # fp32 master copy (when params are not fp32) + fp32 grads + two Adam moments
+        state = n * ((0 if config.param_dtype == "float32" else 4) + 4 + 8) / shape.model_shards
     local_batch = max(1, -(-shape.batch_size // (shape.data * shape.fsdp)))
-    act_bytes = BYTES[config.dtype]
     tokens = local_batch * shape.seq_len
-    per_layer = tokens * (10 * config.hidden_size + 3 * config.intermediate_size) * act_bytes
-    scores = local_batch * config.num_heads * shape.seq_len ** 2 * 4
-    saved = config.num_layers * (tokens * config.hidden_size * act_bytes if shape.remat else per_layer + scores)
-    working = per_layer + scores + tokens * config.vocab_size * 4  # one layer recomputed + fp32 logits
-    activations = (saved + working) / shape.tensor  # tensor parallelism splits heads and mlp
+    act = BYTES[config.dtype]
+    working = (2 * _layer_activations(config, local_batch, shape.seq_len, shape.tensor)
+               + _attention_temporaries(config, local_batch, shape.seq_len, shape.seq_len, shape.tensor))
+    if shape.remat:  # each layer's input is saved (replicated over tensor: the rules do not split embed)
+        saved = tokens * config.hidden_size * act
+    else:
+        saved = working
+    per_layer = saved + WEIGHT_COPIES_PER_LAYER["train"] * _layer_weight_bytes(config, shape.model_shards)
+    logits = 3 * tokens * config.vocab_size * 4 / shape.tensor  # fp32 logits, softmax and its gradient
+    activations = (config.num_layers * (per_layer + CODE_BYTES_PER_LAYER["train"]) + working + logits)
     total = weights + state + activations
     flops = train_flops(config, shape.batch_size * shape.seq_len, shape.seq_len, shape.lora)
     seconds = flops / (shape.devices * hardware.peak_tflops * 1e12 * mfu)
@@ -165,50 +211,86 @@ def eval_shape(config: ModelConfig, eval_cfg: Any, mesh: tuple[int, int, int]) -
                           eval_cfg.score_batch_tokens or DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS, *mesh)
 
 
-CACHE_COPIES = 3
-
-
-def _pow2_at_least(n: int, floor: int = 16) -> int:
-    size = floor
-    while size < n:
-        size *= 2
-    return size
+CACHE_COPIES = 3  # XLA:TPU keeps three KV caches live at the peak: zero-initialised, prefill output, loop carry
 
 
 def _forward_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int) -> float:
-    """Bytes of one layer's working set for `rows` local rows: activations, fp32 attention scores and
-    probabilities of the XLA attention (the largest term at long contexts), one gathered layer of weights."""
-    act = BYTES[config.dtype]
-    heads = max(1, config.num_heads // tensor)
-    activations = rows * queries * (6 * config.hidden_size + 3 * config.intermediate_size // tensor) * act
-    scores = 2 * rows * heads * queries * keys * 4
-    layer = (config.num_params() - 2 * config.vocab_size * config.hidden_size) / config.num_layers
-    return activations + scores + 2 * layer * BYTES[config.param_dtype] / tensor
+    """One layer's working set for `rows` local rows: activations and live attention scores."""
+    return (_layer_activations(config, rows, queries, tensor)
+            + _attention_temporaries(config, rows, queries, keys, tensor))
 
 
 def estimate_inference(config: ModelConfig, shape: InferenceShape, hardware: Hardware) -> InferenceEstimate:
     """Per-device memory of the sharded engine's largest scoring body and generation program."""
-    dp = shape.data * shape.fsdp
-    weights = config.num_params() * BYTES[config.param_dtype] / (shape.fsdp * shape.tensor)
+    from t5x_like.decoding import PROMPT_BUCKET_STEP, new_tokens_bucket
+    from t5x_like.scoring import bucket_for, length_buckets
+
+    dp, shards = shape.data * shape.fsdp, shape.fsdp * shape.tensor
+    weights = config.num_params() * BYTES[config.param_dtype] / shards
     length = shape.max_length
     score_rows = shape.rows(length, shape.score_batch_tokens)
     hidden_out = score_rows // dp * length * config.hidden_size * BYTES[config.dtype]
-    scoring = weights + hidden_out + _forward_temporaries(config, score_rows // dp, length, length, shape.tensor)
+    per_layer = WEIGHT_COPIES_PER_LAYER["scoring"] * _layer_weight_bytes(config, shards) + CODE_BYTES_PER_LAYER["scoring"]
+    scoring = (weights + hidden_out + config.num_layers * per_layer
+               + _forward_temporaries(config, score_rows // dp, length, length, shape.tensor))
     gen_rows, kv, generation = 0, 0.0, 0.0
-    if shape.max_new_tokens:
-        new = _pow2_at_least(shape.max_new_tokens)
-        prompt = length - shape.max_new_tokens
+    if shape.max_new_tokens:  # the generator's own largest program: prompt bucket + new-token bucket slots
+        new = new_tokens_bucket(shape.max_new_tokens)
+        prompt = bucket_for(length - shape.max_new_tokens, length_buckets(length, step=PROMPT_BUCKET_STEP))
         slots = prompt + new
         gen_rows = shape.rows(slots, shape.generate_batch_tokens)
         kv_heads = max(1, config.num_kv_heads // shape.tensor)
         kv = 2 * config.num_layers * gen_rows // dp * slots * kv_heads * config.head_dim * BYTES[config.dtype]
         logits = gen_rows * config.vocab_size * 4
-        # XLA:TPU keeps three caches live at the peak (the zero-initialised one, the prefill's output and
-        # the decode loop's carry): benchmarks/tpu_memory.py measured 6.76 GiB for Llama-2-7B on v5e-8.
-        generation = (weights + CACHE_COPIES * kv + logits
+        generation = (weights + CACHE_COPIES * kv + logits + config.num_layers * CODE_BYTES_PER_LAYER["generation"]
                       + _forward_temporaries(config, gen_rows // dp, prompt, slots, shape.tensor))
     fits = max(scoring, generation) / GIB <= 0.9 * hardware.memory_gib
     return InferenceEstimate(weights / GIB, score_rows, scoring / GIB, gen_rows, kv / GIB, generation / GIB, fits)
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """Roofline evaluation throughput per chip: what FLOPs and HBM bandwidth allow, no overheads."""
+
+    prefill_tokens_per_s: float  # scoring / prompt tokens, compute-bound
+    decode_rows: int  # global rows decoded together
+    decode_tokens_per_s: float  # new tokens per chip per second at `decode_rows`
+    decode_bound: str  # "memory" (weights + cache reads) or "compute"
+
+
+def forward_flops_per_token(config: ModelConfig, context: int) -> float:
+    """2 x matmul params + causal attention over `context` keys on average (QK^T and PV)."""
+    matmul = config.num_params() - config.vocab_size * config.hidden_size * (not config.tie_word_embeddings)
+    return 2.0 * matmul + 4.0 * config.num_layers * context * config.num_heads * config.head_dim
+
+
+def roofline(config: ModelConfig, shape: InferenceShape, hardware: Hardware, decode_rows: int) -> Throughput:
+    """Prefill at the length's average causal context; decoding `decode_rows` rows whose cache holds a
+    full prompt: each step every chip reads its weight shard and its share of the KV cache once."""
+    devices = shape.data * shape.fsdp * shape.tensor
+    peak = hardware.peak_tflops * 1e12
+    prefill = peak / forward_flops_per_token(config, shape.max_length // 2)
+    context = shape.max_length - shape.max_new_tokens // 2
+    flops_step = decode_rows * forward_flops_per_token(config, context) / devices
+    weights = config.num_params() * BYTES[config.param_dtype] / (shape.fsdp * shape.tensor)
+    kv_heads = max(1, config.num_kv_heads // shape.tensor)
+    cache = (2 * config.num_layers * -(-decode_rows // (shape.data * shape.fsdp)) * context * kv_heads
+             * config.head_dim * BYTES[config.dtype])
+    memory_s, compute_s = (weights + cache) / (hardware.hbm_gbps * 1e9), flops_step / peak
+    step = max(memory_s, compute_s)
+    return Throughput(prefill, decode_rows, decode_rows / devices / step, "memory" if memory_s >= compute_s else "compute")
+
+
+def max_generation_rows(config: ModelConfig, shape: InferenceShape, hardware: Hardware, fraction: float = 0.9,
+                        limit: int = 4096) -> int:
+    """The most generation rows (whole over data x fsdp) whose estimated program fits `fraction` of memory."""
+    dp, best = shape.data * shape.fsdp, 0
+    for rows in range(dp, limit + 1, dp):
+        wide = dataclasses.replace(shape, batch_size=rows, generate_batch_tokens=rows * 2 * shape.max_length)
+        if estimate_inference(config, wide, hardware).generation_gib > fraction * hardware.memory_gib:
+            break
+        best = rows
+    return best
 
 
 def parse_hardware(name: str) -> tuple[Hardware, int]:

@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -163,7 +163,7 @@ class Setup:
     model_dir: str
     model_cfg: ModelConfig
     partitioner: Partitioner
-    data: train_data.TrainBatches
+    data: train_data.TrainBatches | None  # None: a deviceless compile (abstract_setup)
     validation: list[train_data.TokenizedExample]
     total_steps: int
     tx: optax.GradientTransformation
@@ -240,9 +240,17 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Setup:
     tokenizer = load_tokenizer(model_dir)
     tokenizer.check_matches_model(model_cfg.vocab_size)
     data, validation = load_data(train_cfg, resolve_mixture_dir(config, workdir), tokenizer, config.seed)
-    steps = total_steps(train_cfg, data.batches_per_epoch)
-    tx, schedule = optimizers.make_optimizer(train_cfg, steps)
+    return abstract_setup(config, model_dir, model_cfg, partitioner, data, validation,
+                          total_steps(train_cfg, data.batches_per_epoch))
 
+
+def abstract_setup(config: ml_collections.ConfigDict, model_dir: str, model_cfg: ModelConfig,
+                   partitioner: Partitioner, data: train_data.TrainBatches | None,
+                   validation: list, steps: int) -> Setup:
+    """The Setup's optimizer, abstract state and shardings (no weights, no devices touched); with
+    `data=None` it serves deviceless compiles of the train step (benchmarks/tpu_memory.py)."""
+    train_cfg = config.train
+    tx, schedule = optimizers.make_optimizer(train_cfg, steps)
     boxed = DecoderModel(model_cfg).abstract_params()
     param_specs = nn.get_partition_spec(boxed)
     abstract_params = nn.meta.unbox(boxed)
@@ -268,26 +276,34 @@ def _batch_abstract(setup: Setup, length: int) -> Batch:
     return {k: jax.ShapeDtypeStruct((rows, length), d, sharding=sharding) for k, d in dtypes.items()}
 
 
-def compile_steps(setup: Setup) -> tuple[dict[int, Any], Any]:
-    """AOT-compiles the train step for every bucket, prints its memory estimate, refuses what cannot fit."""
+def _batch_shardings(setup: Setup) -> dict[str, Any]:
+    return {k: setup.partitioner.batch_sharding(2) for k in ("tokens", "positions", "valid", "weights")}
+
+
+def lower_train_steps(setup: Setup, lengths: Sequence[int]) -> dict[int, Any]:
+    """The train step AOT-compiled for each sequence length, from abstract state (nothing allocated)."""
     model = DecoderModel(setup.model_cfg, deterministic=False)
     frozen_shardings = split_trainable(setup.param_shardings, setup.config.train.mode)[1]
-    batch_sharding = {k: setup.partitioner.batch_sharding(2) for k in ("tokens", "positions", "valid", "weights")}
-    replicated = setup.partitioner.replicated()
     train_step = setup.partitioner.jit(
         build_train_step(model, setup.tx, setup.schedule, setup.config.train.microbatches),
-        in_shardings=(setup.state_shardings, frozen_shardings, batch_sharding),
-        out_shardings=(setup.state_shardings, replicated), donate_argnums=(0,))
+        in_shardings=(setup.state_shardings, frozen_shardings, _batch_shardings(setup)),
+        out_shardings=(setup.state_shardings, setup.partitioner.replicated()), donate_argnums=(0,))
     abstract_state = checkpoints.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
     frozen = checkpoints.abstract_with_shardings(setup.frozen_abstract, frozen_shardings)
-    compiled = {}
-    for length in setup.data.bucket_lengths():
-        compiled[length] = train_step.lower(abstract_state, frozen, _batch_abstract(setup, length)).compile()
+    return {length: train_step.lower(abstract_state, frozen, _batch_abstract(setup, length)).compile()
+            for length in lengths}
+
+
+def compile_steps(setup: Setup) -> tuple[dict[int, Any], Any]:
+    """AOT-compiles the train step for every bucket, prints its memory estimate, refuses what cannot fit."""
+    compiled = lower_train_steps(setup, setup.data.bucket_lengths())
     longest = max(compiled)
     check_memory(compiled[longest].memory_analysis(), longest, setup.config.train.max_memory_fraction)
+    frozen_shardings = split_trainable(setup.param_shardings, setup.config.train.mode)[1]
+    replicated = setup.partitioner.replicated()
     eval_step = setup.partitioner.jit(
         build_eval_step(DecoderModel(setup.model_cfg, deterministic=True)),
-        in_shardings=(setup.state_shardings.params, frozen_shardings, batch_sharding),
+        in_shardings=(setup.state_shardings.params, frozen_shardings, _batch_shardings(setup)),
         out_shardings=(replicated, replicated))
     return compiled, eval_step
 

@@ -38,3 +38,34 @@ def test_hardware_names_and_mesh_resolution():
     import pytest
     with pytest.raises(ValueError, match="unknown hardware"):
         parse_hardware("gpu-8")
+
+
+def test_lora_state_counts_fp32_adapters_sharded_by_their_own_axes():
+    from t5x_like.estimates import lora_state_bytes
+    # q_proj and v_proj, rank 64: lora_a (4096 x 64) split over fsdp=2, lora_b (64 x 4096) over tensor=4;
+    # fp32 value + gradient + two Adam moments = 16 B.
+    per_layer = 2 * (4096 * 64 / 2 + 64 * 4096 / 4)
+    assert lora_state_bytes(LLAMA2_7B, fsdp=2, tensor=4) == 32 * per_layer * 16
+    assert lora_state_bytes(LLAMA2_7B.replace(lora=None), 2, 4) == 0
+
+
+def test_decode_roofline_of_one_row_is_weights_plus_cache_over_bandwidth():
+    from t5x_like.estimates import InferenceShape, roofline
+    shape = InferenceShape(batch_size=1, max_length=4096, max_new_tokens=1024, score_batch_tokens=4096,
+                           generate_batch_tokens=8192, data=1, fsdp=1, tensor=1)
+    t = roofline(LLAMA2_7B.replace(lora=None), shape, HARDWARE["h100"], decode_rows=1)
+    weights = 6_738_415_616 * 2
+    cache = 2 * 32 * (4096 - 512) * 32 * 128 * 2  # k and v, 32 layers, mean context 3584, bf16
+    assert t.decode_bound == "memory"
+    assert abs(t.decode_tokens_per_s - 3350e9 / (weights + cache)) < 1e-6
+    # prefill: 989 TFLOP/s over 2 x matmul params + 4 x layers x 2048 x 4096 FLOPs per token
+    flops = 2 * (6_738_415_616 - 32000 * 4096) + 4 * 32 * 2048 * 4096
+    assert abs(t.prefill_tokens_per_s - 989e12 / flops) < 1e-6
+
+
+def test_more_generation_rows_fit_where_there_is_more_memory():
+    from t5x_like.estimates import InferenceShape, max_generation_rows
+    shape = InferenceShape(16, 4096, 1024, 16384, 16384, 1, 2, 4)
+    model = LLAMA2_7B.replace(lora=None)
+    v5e, h100 = (max_generation_rows(model, shape, HARDWARE[k]) for k in ("tpu-v5e", "h100"))
+    assert 0 < v5e < h100 and v5e % 2 == 0 and h100 % 2 == 0
