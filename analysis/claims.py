@@ -24,7 +24,7 @@ from absl import logging
 
 from analysis import stats
 from analysis.load import Results
-from analysis.pairs import Pair, base_adapter_for, is_tuned, match_base_seed, setting_order
+from analysis.pairs import Pair, base_adapter_for, base_mask, match_base_seed, setting_order, tuned_mask
 
 
 def _predictions_by_seed(results: Results, model: str, adapter: str, setting: str, task: str
@@ -123,11 +123,11 @@ def chance_checks(results: Results, task_info: pd.DataFrame,
                   tuned_settings: Sequence[str], alpha: float = 0.05) -> pd.DataFrame:
     """For every tuned group and task with a chance rate: tuned above chance? every base at chance?"""
     scores = results.scores
-    tuned_mask = scores["setting"].map(lambda s: is_tuned(s, tuned_settings))
+    analysed = tuned_mask(scores, tuned_settings)
     checked_tasks = task_info.index[np.isfinite(task_info["chance"])]
     rows = []
-    for (model, adapter, setting), group in scores[tuned_mask].groupby(["model", "adapter", "setting"]):
-        base_scores = scores[(scores["model"] == model) & ~tuned_mask]
+    for (model, adapter, setting), group in scores[analysed].groupby(["model", "adapter", "setting"]):
+        base_scores = scores[(scores["model"] == model) & base_mask(scores)]
         family = []
         for task, task_rows in group[group["task"].isin(checked_tasks)].groupby("task"):
             chance = float(task_info.loc[task, "chance"])

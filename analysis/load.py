@@ -17,11 +17,15 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
+from t5x_like.errors import UserError
 from t5x_like.io_utils import iter_jsonl
+from t5x_like.settings import ROLES, SETTINGS
 
 SCORE_COLUMNS = ("model", "adapter", "seed", "setting", "task", "cluster", "category", "seen",
                  "metric", "value", "n")
-OPTIONAL_COLUMNS = ("num_options",)
+# role (tuned / base) and main_setting: written by the evaluator; for older files and other tools
+# they come from the settings registry (t5x_like/settings.py).
+OPTIONAL_COLUMNS = ("num_options", "role", "main_setting")
 # A row is identified by these columns; two rows with the same key must agree on everything else.
 ROW_KEY = ("model", "adapter", "seed", "setting", "task")
 # Predictions of one run of one setting on one task are keyed like a score row.
@@ -30,7 +34,7 @@ _TRUE = frozenset({"true", "1", "yes", "t", "y"})
 _FALSE = frozenset({"false", "0", "no", "f", "n"})
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError, ValueError):
     """A results directory or file does not follow the input contract (see docs/analysis.md)."""
 
 
@@ -127,9 +131,29 @@ def read_scores(path: str) -> pd.DataFrame:
     if outside.any():
         logging.warning("%s: %d value(s) outside [0, 100] (e.g. task %s); the contract expects "
                         "percentages.", path, int(outside.sum()), out["task"][outside].iloc[0])
+    out["role"], out["main_setting"] = _roles(frame, out["setting"], path)
     out["source"] = path
-    return out[list(ROW_KEY) + ["cluster", "category", "seen", "metric", "value", "n",
+    return out[list(ROW_KEY) + ["role", "main_setting", "cluster", "category", "seen", "metric", "value", "n",
                                 "num_options", "source"]]
+
+
+def _roles(frame: pd.DataFrame, setting: pd.Series, path: str) -> tuple[list[str], list[str]]:
+    """Each row's role and main setting: the file's own columns where filled, else the registry's."""
+    given_role = frame["role"].str.strip() if "role" in frame.columns else pd.Series("", index=frame.index)
+    given_main = frame["main_setting"].str.strip() if "main_setting" in frame.columns else given_role.map(lambda _: "")
+    roles, mains = [], []
+    for line, (name, role, main) in enumerate(zip(setting, given_role, given_main), start=2):
+        if not role:
+            known = SETTINGS.get(name)
+            if known is None:
+                raise ResultsError(f"{path} line {line}: setting {name!r} has no role column and is not in the "
+                                   f"settings registry; add columns role (tuned/base) and main_setting.")
+            role, main = known.role, main or known.main
+        if role not in ROLES:
+            raise ResultsError(f"{path} line {line}: role {role!r}; expected one of {list(ROLES)}.")
+        roles.append(role)
+        mains.append(main or name)
+    return roles, mains
 
 
 def union_scores(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -144,7 +168,7 @@ def union_scores(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
         return scores.reset_index(drop=True)
     merged = scores.merge(first, on=list(ROW_KEY), suffixes=("", "_first"))
     same = np.ones(len(merged), bool)
-    for column in ("cluster", "category", "seen", "metric", "n"):
+    for column in ("role", "main_setting", "cluster", "category", "seen", "metric", "n"):
         same &= (merged[column] == merged[column + "_first"]).to_numpy()
     same &= np.isclose(merged["value"], merged["value_first"], rtol=0, atol=1e-9)
     options, options_first = merged["num_options"], merged["num_options_first"]

@@ -1,14 +1,17 @@
 """Seed means and the pairing of a tuned setting with a base in-context setting, per task.
 
-Settings are *tuned* (an instruction-tuned adapter answers: ``flan_d``, ``samplegen_d`` and their
-variants, i.e. names equal to or starting with ``flan_d_`` / ``samplegen_d_``) or *base* (everything
-else: ``base_d``, ``gold_pipeline``, ``samplegen_pipeline``, variants). A tuned group is one
-(model, adapter, tuned setting); its seed mean is over its seeds. Its base partner rows (same model,
-base setting) are chosen by adapter: the tuned group's own adapter if the base setting has rows with
-it (e.g. a SampleGen Pipeline fed by that adapter's generations), else the empty adapter (the bare
-base model), else the only adapter the base setting has; otherwise the pairing is ambiguous and
-skipped with a warning. Per-seed pairing uses the base rows of the same seed, else the base rows
-without a seed, else the base seed mean.
+Every score row has a *role* (scores.csv's column, else the settings registry, t5x_like/settings.py):
+*tuned* (an instruction-tuned model answers: ``flan_d``, ``samplegen_d`` and their variants such as
+``flan_adv`` or ``samplegen_bad_prompt_3``) or *base* (the base model in context: ``base_d``,
+``gold_pipeline``, ``samplegen_pipeline`` and their variants), and a *main setting* it is, or is a
+variant of. The tuned groups analysed are the tuned rows whose main setting is one of
+``tuned_settings``; their partners are base rows only. A tuned group is one (model, adapter, tuned
+setting); its seed mean is over its seeds. Its base partner rows (same model, base setting) are
+chosen by adapter: the tuned group's own adapter if the base setting has rows with it (e.g. a
+SampleGen Pipeline fed by that adapter's generations), else the empty adapter (the bare base model),
+else the only adapter the base setting has; otherwise the pairing is ambiguous and skipped with a
+warning. Per-seed pairing uses the base rows of the same seed, else the base rows without a seed,
+else the base seed mean.
 """
 from __future__ import annotations
 
@@ -21,15 +24,21 @@ import pandas as pd
 from absl import logging
 
 from analysis.load import Results, ResultsError
+from t5x_like.settings import MAIN_SETTINGS
 
-TUNED_SETTINGS = ("flan_d", "samplegen_d")
-BASE_SETTINGS = ("gold_pipeline", "samplegen_pipeline", "base_d")
+TUNED_SETTINGS = tuple(name for name, s in MAIN_SETTINGS.items() if s.role == "tuned")
+BASE_SETTINGS = ("gold_pipeline", "samplegen_pipeline", "base_d")  # display order of the base main settings
 GROUP = ["model", "adapter", "setting"]
 
 
-def is_tuned(setting: str, tuned_settings: Sequence[str] = TUNED_SETTINGS) -> bool:
-    """True for a tuned setting: one of ``tuned_settings`` or a variant ``<name>_...`` of one."""
-    return any(setting == name or setting.startswith(name + "_") for name in tuned_settings)
+def tuned_mask(frame: pd.DataFrame, tuned_settings: Sequence[str] = TUNED_SETTINGS) -> pd.Series:
+    """Mask of the rows of tuned settings analysed: role tuned, main setting in ``tuned_settings``."""
+    return (frame["role"] == "tuned") & frame["main_setting"].isin(list(tuned_settings))
+
+
+def base_mask(frame: pd.DataFrame) -> pd.Series:
+    """Mask of the rows that may partner a tuned group: role base (the base model in context)."""
+    return frame["role"] == "base"
 
 
 def setting_order(settings: Sequence[str]) -> list[str]:
@@ -88,7 +97,8 @@ def seed_means(scores: pd.DataFrame) -> pd.DataFrame:
         raise ResultsError(f"'seen' differs between seeds of {dict(zip(GROUP + ['task'], key))}.")
     grouped = scores.groupby(GROUP + ["task"], sort=True)
     table = grouped.agg(mean=("value", "mean"), std=("value", "std"), n_seeds=("value", "size"),
-                        seen=("seen", "first")).reset_index()
+                        seen=("seen", "first"), role=("role", "first"),
+                        main_setting=("main_setting", "first")).reset_index()
     return table
 
 
@@ -127,11 +137,10 @@ def base_adapter_for(base_adapters: Sequence[str], adapter: str) -> str | None:
 def build_pairs(scores: pd.DataFrame, tuned_settings: Sequence[str] = TUNED_SETTINGS) -> list[Pair]:
     """Every (tuned group, base setting) pair of the same model, on the tasks both have scored."""
     means = seed_means(scores)
-    tuned_mask = means["setting"].map(lambda s: is_tuned(s, tuned_settings))
     pairs = []
-    for (model, adapter, tuned_setting), tuned in means[tuned_mask].groupby(GROUP, sort=True):
+    for (model, adapter, tuned_setting), tuned in means[tuned_mask(means, tuned_settings)].groupby(GROUP, sort=True):
         model_rows = scores[scores["model"] == model]
-        model_means = means[(means["model"] == model) & ~tuned_mask]
+        model_means = means[(means["model"] == model) & base_mask(means)]
         for base_setting in setting_order(model_means["setting"].unique()):
             base_rows = model_rows[model_rows["setting"] == base_setting]
             base_adapter = base_adapter_for(sorted(base_rows["adapter"].unique()), adapter)

@@ -18,8 +18,8 @@ from absl import logging
 
 from analysis import claims, correlations, plots, stats
 from analysis.load import Results, ResultsError, load_results
-from analysis.pairs import (TUNED_SETTINGS, Pair, build_pairs, is_tuned, seed_means,
-                            short_adapter_labels, task_info, with_series_labels)
+from analysis.pairs import (TUNED_SETTINGS, Pair, build_pairs, seed_means, short_adapter_labels, task_info,
+                            tuned_mask, with_series_labels)
 from analysis.tables import (format_cell, format_mean_std, format_number, format_p,
                              to_markdown, write_table)
 from t5x_like.io_utils import atomic_write_text
@@ -75,7 +75,7 @@ def per_task_table(means: pd.DataFrame, info: pd.DataFrame, tuned_settings: Sequ
     wide = means.pivot_table(index=["model", "task"], columns="series", values=["mean", "std"],
                              aggfunc="first", dropna=False)
     series = plots.ordered_series(means)
-    tuned = means[means["setting"].map(lambda s: is_tuned(s, tuned_settings))]
+    tuned = means[tuned_mask(means, tuned_settings)]
     seen = tuned.groupby(["model", "task"])["seen"].agg(lambda v: "yes" if v.all() else
                                                         "no" if not v.any() else "mixed")
     base = pd.DataFrame(index=wide.index).reset_index()

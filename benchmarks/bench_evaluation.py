@@ -28,6 +28,11 @@ sys.path.insert(0, _ROOT)
 from configs import base  # noqa: E402
 from configs.data import offline  # noqa: E402
 from t5x_like import evaluation as ev  # noqa: E402
+from t5x_like.evaluation import config as ev_config  # noqa: E402
+from t5x_like.evaluation import records as ev_records  # noqa: E402
+from t5x_like.evaluation import task_scores as ev_scores  # noqa: E402
+from t5x_like.evaluation import store as ev_store  # noqa: E402
+from t5x_like import settings as registry  # noqa: E402
 from t5x_like import gguf, io_utils  # noqa: E402
 from t5x_like.data import pipeline  # noqa: E402
 from t5x_like.decoding import Generation, GenerationRequest  # noqa: E402
@@ -137,7 +142,7 @@ def run_ours(engine: Engine, data: str, model_dir: str, task: str, n: int, mode:
     start = time.perf_counter()
     result = ev.run(eval_config(data, model_dir, task, n, mode, stop_strings), workdir, engines={"base": engine})
     seconds = time.perf_counter() - start
-    records = io_utils.read_jsonl(ev.predictions_path(workdir, "gold_pipeline", task))
+    records = io_utils.read_jsonl(ev_store.predictions_path(workdir, "gold_pipeline", task))
     compile_s = engine.stats["generate"]["compile_s"] + engine.stats["score"]["compile_s"] - compile_before
     extra = {"compile_s": round(compile_s, 2),
              "new_tokens_mean": round(sum(r.get("num_new_tokens", 0) for r in records) / len(records), 2)}
@@ -147,13 +152,13 @@ def run_ours(engine: Engine, data: str, model_dir: str, task: str, n: int, mode:
     return Figure(name, n, seconds, result.scores[0].row["value"], extra)
 
 
-def run_hf(generator: HFGenerator, rows: list[dict], task_info: ev.TaskInfo) -> tuple[Figure, list[dict]]:
+def run_hf(generator: HFGenerator, rows: list[dict], task_info: ev_records.TaskInfo) -> tuple[Figure, list[dict]]:
     """The same generation-mode evaluation with transformers: same requests, stops, extraction, metric."""
-    setting = ev.get_setting("gold_pipeline")
-    opts = ev.EvalOptions("generate", 250, 1024, True, False)
+    setting = registry.get_setting("gold_pipeline")
+    opts = ev_config.EvalOptions("generate", 250, 1024, True, False)
     start = time.perf_counter()
-    records = ev.generate_records(setting, rows, [r["prompt"] for r in rows], generator, task_info, opts)  # type: ignore[arg-type]
-    score = ev.score_row(setting, task_info, records, model="smollm2_135m", adapter="", seed=0, setup="default",
+    records = ev_records.generate_records(setting, rows, [r["prompt"] for r in rows], generator, task_info, opts)  # type: ignore[arg-type]
+    score = ev_scores.score_row(setting, task_info, records, model="smollm2_135m", adapter="", seed=0, setup="default",
                          mode="generate", faithful=False)
     seconds = time.perf_counter() - start
     return Figure("transformers generate", len(rows), seconds, score.row["value"], {}), records
@@ -171,7 +176,7 @@ def main(argv: list[str]) -> None:
     data = os.path.join(tmp, "data")
     rows = prepare(task, n, data)
     manifest = json.load(open(os.path.join(data, pipeline.MANIFEST)))["tasks"][task]
-    task_info = ev.TaskInfo(task, manifest["metric"], manifest["cluster"], manifest["category"])
+    task_info = ev_records.TaskInfo(task, manifest["metric"], manifest["cluster"], manifest["category"])
     tokenizer = load_tokenizer(model_dir)
     lengths = sorted(len(tokenizer.encode(r["prompt"])) for r in rows)
     logging.info("%s: %d items, prompt tokens median %d, max %d", task, n, lengths[len(lengths) // 2], lengths[-1])
@@ -181,7 +186,7 @@ def main(argv: list[str]) -> None:
     engine = Engine.load(model_dir, batch_size=_BATCH.value, progress=False)
     load_s = time.perf_counter() - load_start
     figures.append(run_ours(engine, data, model_dir, task, n, "generate", os.path.join(tmp, "gen")))
-    ours_gen = io_utils.read_jsonl(ev.predictions_path(os.path.join(tmp, "gen"), "gold_pipeline", task))
+    ours_gen = io_utils.read_jsonl(ev_store.predictions_path(os.path.join(tmp, "gen"), "gold_pipeline", task))
     figures.append(run_ours(engine, data, model_dir, task, n, "loglik", os.path.join(tmp, "loglik")))
     hf_fig, hf_records = run_hf(HFGenerator(model_dir, tokenizer, _BATCH.value), rows[:n_hf], task_info)
     figures.append(hf_fig)

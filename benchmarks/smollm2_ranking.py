@@ -27,6 +27,8 @@ from benchmarks import common  # noqa: E402
 from configs import base  # noqa: E402
 from configs.data import offline  # noqa: E402
 from t5x_like import evaluation as ev  # noqa: E402
+from t5x_like.evaluation import store as ev_store  # noqa: E402
+from t5x_like import settings as registry  # noqa: E402
 from t5x_like import io_utils  # noqa: E402
 from t5x_like.data import pipeline  # noqa: E402
 from t5x_like.data.sources import load_examples  # noqa: E402
@@ -97,7 +99,7 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def setting_rows(engine: Engine, model_dir: str, settings: Sequence[ev.Setting]) -> list[dict[str, Any]]:
+def setting_rows(engine: Engine, model_dir: str, settings: Sequence[registry.Setting]) -> list[dict[str, Any]]:
     """Table rows of `ev.run` (loglik) over --tasks in each setting, on freshly prepared data."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,7 +111,7 @@ def setting_rows(engine: Engine, model_dir: str, settings: Sequence[ev.Setting])
                             engines={"base": engine})
             for score in result.scores:
                 task = score.row["task"]
-                records = io_utils.read_jsonl(ev.predictions_path(workdir, setting.name, task))
+                records = io_utils.read_jsonl(ev_store.predictions_path(workdir, setting.name, task))
                 chance = sum(1 / len(r["options"]) for r in records) / len(records)
                 rows.append(task_row(setting.name, task, len(records), chance, score.metrics["accuracy"],
                                      score.metrics["acc_norm_accuracy"]))
@@ -120,7 +122,7 @@ def setting_rows(engine: Engine, model_dir: str, settings: Sequence[ev.Setting])
 def main(argv: list[str]) -> None:
     del argv
     model_dir = common.default_model_dir()
-    settings = [ev.get_setting(s) for s in filter(None, _SETTINGS.value.split(","))]
+    settings = [registry.get_setting(s) for s in filter(None, _SETTINGS.value.split(","))]
     if any(s.model != "base" for s in settings):
         raise app.UsageError("--settings: only base-model settings (the model is not FLAN/SampleGen-tuned)")
     start = time.perf_counter()

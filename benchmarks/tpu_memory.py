@@ -26,7 +26,6 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 
 from configs.base import get_partitioning_config  # noqa: E402
@@ -43,7 +42,11 @@ _MODELS = flags.DEFINE_list("models", ["llama2_7b", "mistral_7b", "llama2_13b", 
 _HARDWARE = flags.DEFINE_list("hardware", ["tpu-v5e-8", "tpu-v4-4"], "Topologies (keys of TOPOLOGIES).")
 _ATTENTION = flags.DEFINE_string("attention_impl", "auto", "model.attention_impl to compile (auto: as on a TPU).")
 
-TOPOLOGIES = {"tpu-v5e-8": ("v5e:2x4", (1, 2, 4)), "tpu-v4-4": ("v4:2x2x1", (1, 1, 4))}  # tpu-v4-4: a v4-8 slice
+# name -> (topology, mesh, options): tpu-v4-4 is a v4-8 slice, 4 chips; "megacore" makes each chip one
+# device, as on a real v4 VM (compile-only topologies otherwise list its two cores apart).
+TOPOLOGIES = {"tpu-v5e-8": ("v5e:2x4", (1, 2, 4), {}),
+              "tpu-v4-4": ("v4:2x2x1", (1, 1, 4), {"chip_config_name": "megacore", "chips_per_host_bounds": (2, 2, 1),
+                                                   "num_slices": 1, "wrap": (False, False, False)})}
 LAYERS = (2, 4)
 
 
@@ -86,9 +89,9 @@ def rows() -> list[str]:
         model = model.replace(attention_impl=resolve_attention_impl(_ATTENTION.value, config_dict.eval.max_length,
                                                                     "tpu"))
         for hardware_name in _HARDWARE.value:
-            topology, mesh = TOPOLOGIES[hardware_name]
+            topology, mesh, options = TOPOLOGIES[hardware_name]
             hardware, _ = estimates.parse_hardware(hardware_name)
-            devices = topologies.get_topology_desc(topology, "tpu").devices
+            devices = topologies.get_topology_desc(topology, "tpu", **options).devices
             shape = estimates.eval_shape(model, config_dict.eval, mesh)
             shape = estimates.InferenceShape(**{**shape.__dict__, "generate_batch_tokens": DEFAULT_MAX_BATCH_TOKENS})
             small = [compiled_gib(model.replace(num_layers=n), config_dict, shape, devices) for n in LAYERS]

@@ -6,11 +6,11 @@ Reads each DIR/scores.csv (+ DIR/predictions/), writes OUT/correlations.{csv,md,
 OUT/per_task.*, OUT/paired_tests.*, OUT/new_capabilities.*, OUT/figures/*.{png,pdf},
 OUT/report.md and OUT/report.html, and prints the main correlation table. See docs/analysis.md.
 """
-import sys
 
 from absl import app, flags
 
 from analysis import correlations, pairs, report
+from t5x_like.errors import one_line_errors
 
 _RESULTS = flags.DEFINE_list("results", None, "Results directories (or scores.csv files), comma-separated.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where tables, figures and the report go.")
@@ -28,13 +28,11 @@ flags.mark_flags_as_required(["results", "output_dir"])
 
 def main(argv):
     del argv
-    try:
+    with one_line_errors("analyze"):
         table = report.run_analysis(_RESULTS.value, _OUTPUT_DIR.value, _SUBSET.value,
                                     tuned_settings=_TUNED.value,
                                     min_cluster_tasks=_MIN_CLUSTER_TASKS.value,
                                     n_bootstrap=_N_BOOTSTRAP.value, seed=_SEED.value, alpha=_ALPHA.value)
-    except ValueError as e:  # bad inputs (ResultsError) or flags: one line, no traceback
-        sys.exit(f"launch.analyze: {e}")
     print(report.main_table_text(table))
 
 

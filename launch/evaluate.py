@@ -12,7 +12,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from t5x_like import evaluation, partitioning
-from t5x_like.models.sources import ModelSourceError
+from t5x_like.errors import one_line_errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: predictions, scores, config, provenance.",
@@ -21,10 +21,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: predictions, sco
 
 def main(argv: list[str]) -> None:
     del argv
-    try:
+    with one_line_errors("evaluate"):
         result = evaluation.run(_CONFIG.value, _WORKDIR.value)
-    except (evaluation.EvalConfigError, ModelSourceError, FileNotFoundError) as error:
-        raise SystemExit(f"evaluate: {type(error).__name__}: {error}") from None
     for score in result.scores:
         r = score.row
         logging.info("%-22s %-16s %s = %.2f (n=%d)", r["setting"], r["task"], r["metric"], r["value"], r["n"])

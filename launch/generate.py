@@ -9,11 +9,11 @@ first stop string. Errors print one line and exit non-zero; the output file only
 """
 from __future__ import annotations
 
-import sys
 import time
 
 from absl import app, flags, logging
 
+from t5x_like.errors import one_line_errors
 from launch.inference_flags import load_engine
 from t5x_like.engine import generation_fields, read_generation_requests
 from t5x_like.io_utils import atomic_write_jsonl
@@ -31,12 +31,10 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     start = time.perf_counter()
-    try:
+    with one_line_errors("generate"):
         rows, requests = read_generation_requests(FLAGS.requests, FLAGS.max_new_tokens)
         engine = load_engine(FLAGS.model, seed=FLAGS.seed)
         generations = engine.generate(requests, temperature=FLAGS.temperature)
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
     atomic_write_jsonl(FLAGS.output, [{**row, **generation_fields(g)} for row, g in zip(rows, generations)])
     reasons = {r: sum(g.finish_reason == r for g in generations) for r in ("stop", "eos", "length")}
     logging.info("generated %d continuations (%s) in %.1fs; compiled %s; timing %s; wrote %s", len(generations),

@@ -9,6 +9,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from t5x_like.data import pipeline
+from t5x_like.errors import one_line_errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/data/default.py", "Data config file.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to write the prepared data into.", required=True)
@@ -16,10 +17,8 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to write the pr
 
 def main(argv: list[str]) -> None:
     del argv
-    try:
+    with one_line_errors("prepare_data"):
         manifest = pipeline.prepare(_CONFIG.value, _OUTPUT_DIR.value)
-    except pipeline.DataConfigError as error:
-        raise SystemExit(f"prepare_data: {error}") from None
     logging.info("prepared %d tasks, %d files, %d mixtures into %s", len(manifest["tasks"]),
                  len(manifest["files"]), len(manifest["mixtures"]), _OUTPUT_DIR.value)
 

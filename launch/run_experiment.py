@@ -9,6 +9,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from t5x_like import experiment, partitioning
+from t5x_like.errors import one_line_errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Experiment directory (created; rerun to resume).", required=True)
@@ -19,13 +20,11 @@ _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print what would run and per-dev
 def main(argv: list[str]) -> None:
     del argv
     config = _CONFIG.value
-    try:
+    with one_line_errors("run_experiment"):
         if _DRY_RUN.value:
             print(experiment.dry_run(config, _WORKDIR.value, _STAGES.value))
             return
         experiment.run_experiment(config, _WORKDIR.value, _STAGES.value)
-    except experiment.USER_ERRORS as error:
-        raise SystemExit(f"run_experiment: {type(error).__name__}: {error}") from None
     print(open(f"{_WORKDIR.value}/summary.md").read())
     logging.info("summary: %s/summary.md", _WORKDIR.value)
 

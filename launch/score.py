@@ -9,11 +9,11 @@ once complete.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 from absl import app, flags, logging
 
+from t5x_like.errors import one_line_errors
 from launch.inference_flags import load_engine
 from t5x_like.engine import read_score_requests, score_fields
 from t5x_like.scoring import DEFAULT_PACK_LENGTH
@@ -31,12 +31,10 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     start = time.perf_counter()
-    try:
+    with one_line_errors("score"):
         rows, requests = read_score_requests(FLAGS.requests)
         engine = load_engine(FLAGS.model, pack_length=FLAGS.pack_length, score_batch_tokens=FLAGS.batch_tokens or None)
         results = engine.score(requests)
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
     atomic_write_jsonl(FLAGS.output, [{**row, **score_fields(r)} for row, r in zip(rows, results)])
     logging.info("scored %d requests (%d truncated) in %.1fs; compiled %s; timing %s; wrote %s", len(results),
                  sum(r.truncated for r in results), time.perf_counter() - start, engine.compile_counts, engine.timing,

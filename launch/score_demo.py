@@ -10,11 +10,11 @@ the model defaults to the PyPI GGUF converted once by `t5x_like.gguf.ensure_smol
 """
 from __future__ import annotations
 
-import sys
 import time
 
 from absl import app, flags
 
+from t5x_like.errors import one_line_errors
 from launch.inference_flags import load_engine
 from t5x_like import gguf
 from t5x_like.data.sources import load_examples
@@ -31,13 +31,11 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     start = time.perf_counter()
-    try:
+    with one_line_errors("score_demo"):
         examples = load_examples(FLAGS.task, "eval", data_dir=FLAGS.data_dir)
         examples = examples[:FLAGS.limit] if FLAGS.limit else examples
         model_dir = FLAGS.model or str(gguf.ensure_smollm2())
         engine = load_engine(model_dir)
-    except (ValueError, OSError, RuntimeError) as e:
-        sys.exit(f"error: {e}")
     ranking = rank_zero_shot(engine, FLAGS.task, examples)
     print(f"{FLAGS.task}: {ranking.n} examples, {ranking.requests} loglikelihood requests, model {model_dir}")
     print(f"  acc      {ranking.acc:5.1f}%   (chance {ranking.chance:.1f}%)")

@@ -14,6 +14,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from t5x_like import sweep
+from t5x_like.errors import one_line_errors
 
 _SWEEP = config_flags.DEFINE_config_file("sweep", None, "Sweep config file (configs/sweeps/*.py).", lock_config=False)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Sweep directory: sweep.json, runs/, analysis/.", required=True)
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> None:
     sweep_cfg = _SWEEP.value
     sweep_cfg.overrides = tuple(sweep_cfg.overrides) + tuple(_OVERRIDE.value)
     output_dir = os.path.abspath(_OUTPUT_DIR.value)
-    try:
+    with one_line_errors("sweep"):
         runs = sweep.expand(sweep_cfg, output_dir)
         path = sweep.write_manifest(output_dir, sweep.manifest(sweep_cfg, config_flags.get_config_filename(flags.FLAGS["sweep"]),
                                                                output_dir, runs))
@@ -44,8 +45,6 @@ def main(argv: list[str]) -> None:
             sys.exit(code)
         else:
             sys.exit(sweep.run_analyses(sweep_cfg, runs, output_dir))
-    except sweep.SweepError as error:
-        raise SystemExit(f"sweep: {error}") from None
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from t5x_like import trainer
+from t5x_like.errors import one_line_errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, TensorBoard.", required=True)
@@ -26,10 +27,8 @@ def _not_orbax_info(record: std_logging.LogRecord) -> bool:
 def main(argv: list[str]) -> None:
     del argv
     logging.get_absl_handler().addFilter(_not_orbax_info)
-    try:
+    with one_line_errors("train"):
         result = trainer.run(_CONFIG.value, _WORKDIR.value, _EXPORT_DIR.value)
-    except trainer.USER_ERRORS as error:
-        raise SystemExit(f"train: {type(error).__name__}: {error}") from None
     logging.info("%s at step %d, loss %s, validation loss %s", "preempted" if result.preempted else "finished",
                  result.step, result.final_loss, result.eval_loss)
 

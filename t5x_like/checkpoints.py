@@ -21,13 +21,14 @@ from flax import traverse_util
 from safetensors.numpy import save_file
 
 from t5x_like import hf_io, io_utils
+from t5x_like.errors import UserError
 from t5x_like.models.config import LoraConfig, ModelConfig
 from t5x_like.models.lora import merge_lora, split_lora
 
 IDENTITY_FILE = "identity.json"
 
 
-class ForeignCheckpointError(ValueError):
+class ForeignCheckpointError(UserError, ValueError):
     """The workdir holds checkpoints of a different run."""
 
 

@@ -22,6 +22,7 @@ from flax import traverse_util
 
 from t5x_like import checkpoints, hf_io, memory
 from t5x_like.decoding import Generation, GenerationRequest, Generator, finish, stop_token_sequences
+from t5x_like.errors import UserError
 from t5x_like.models.api import DecoderModel
 from t5x_like.models.config import ModelConfig
 from t5x_like.models.lora import merge_lora
@@ -152,7 +153,7 @@ class Engine:
 # --------------------------------------------------------------------------------------------
 # jsonl request files (the CLIs' formats, also used by later stages)
 # --------------------------------------------------------------------------------------------
-class RequestFileError(ValueError):
+class RequestFileError(UserError, ValueError):
     """A request file that cannot be read; the message names the file and line."""
 
 

@@ -102,17 +102,23 @@ def train_flops(config: ModelConfig, tokens: int, seq_len: int, lora: bool) -> f
 
 
 # Terms fitted to XLA:TPU's own compiles of the real programs (benchmarks/tpu_memory.py, Llama-2-7B on
-# v5e-8, 2 and 4 layers; benchmarks/results/tpu_memory.md checks every paper model against them):
-# layers are unrolled, so the executable grows per layer, and XLA keeps about one extra sharded copy of
-# each layer's weights live (1.5 in the train step: forward and rematerialised backward).
+# v5e-8 and v4-8, 2 and 4 layers; benchmarks/results/tpu_memory.md checks every paper model against
+# them): layers are unrolled, so the executable grows per layer, and with fsdp > 1 the weights XLA
+# gathers over the fsdp axis stay live per layer (1.5 gathers in the train step: forward and
+# rematerialised backward); with fsdp = 1 nothing is gathered.
 CODE_BYTES_PER_LAYER = {"train": 25 * 2 ** 20, "scoring": 7 * 2 ** 20, "generation": 11 * 2 ** 20}
-WEIGHT_COPIES_PER_LAYER = {"train": 1.5, "scoring": 1.0, "generation": 0.0}
+GATHERS_PER_LAYER = {"train": 1.5, "scoring": 1.0}
 
 
 def _layer_weight_bytes(config: ModelConfig, model_shards: int) -> float:
     """One decoder layer's weights per device (embeddings and head excluded)."""
     layer = (config.num_params() - 2 * config.vocab_size * config.hidden_size) / config.num_layers
     return layer * BYTES[config.param_dtype] / model_shards
+
+
+def _gathered_layer_bytes(config: ModelConfig, fsdp: int, tensor: int, program: str) -> float:
+    """Live bytes per layer of the weights gathered over fsdp (the part beyond each device's own shard)."""
+    return GATHERS_PER_LAYER[program] * (fsdp - 1) * _layer_weight_bytes(config, fsdp * tensor)
 
 
 def lora_state_bytes(config: ModelConfig, fsdp: int, tensor: int) -> float:
@@ -159,7 +165,7 @@ def estimate_training(config: ModelConfig, shape: TrainShape, hardware: Hardware
         saved = tokens * config.hidden_size * act
     else:
         saved = working
-    per_layer = saved + WEIGHT_COPIES_PER_LAYER["train"] * _layer_weight_bytes(config, shape.model_shards)
+    per_layer = saved + _gathered_layer_bytes(config, shape.fsdp, shape.tensor, "train")
     logits = 3 * tokens * config.vocab_size * 4 / shape.tensor  # fp32 logits, softmax and its gradient
     activations = (config.num_layers * (per_layer + CODE_BYTES_PER_LAYER["train"]) + working + logits)
     total = weights + state + activations
@@ -230,7 +236,7 @@ def estimate_inference(config: ModelConfig, shape: InferenceShape, hardware: Har
     length = shape.max_length
     score_rows = shape.rows(length, shape.score_batch_tokens)
     hidden_out = score_rows // dp * length * config.hidden_size * BYTES[config.dtype]
-    per_layer = WEIGHT_COPIES_PER_LAYER["scoring"] * _layer_weight_bytes(config, shards) + CODE_BYTES_PER_LAYER["scoring"]
+    per_layer = _gathered_layer_bytes(config, shape.fsdp, shape.tensor, "scoring") + CODE_BYTES_PER_LAYER["scoring"]
     scoring = (weights + hidden_out + config.num_layers * per_layer
                + _forward_temporaries(config, score_rows // dp, length, length, shape.tensor))
     gen_rows, kv, generation = 0, 0.0, 0.0

@@ -24,19 +24,16 @@ import ml_collections
 from absl import logging
 
 from t5x_like import io_utils
+from t5x_like.settings import get_setting, trained_model
+from t5x_like.errors import UserError
 
 STAGES = ("prepare", "evaluate_base", "train", "evaluate_tuned", "analyze")
 HOST_STAGES = ("prepare", "analyze")  # JAX-free: in a multi-process run only the writing process runs them
-TUNED_KINDS = ("flan", "samplegen")  # training-format kinds: which tuned model a setting needs
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError, ValueError):
     """A problem with the experiment config or workdir, found before any long work."""
 
-
-# Errors a user can act on from their message (bad config, missing files, NaN loss, ...): the CLI
-# prints them in one line instead of a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, MemoryError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,10 +49,8 @@ class TunedRun:
 
     @property
     def kind(self) -> str:
-        """flan or samplegen: the eval settings this model answers (FLAN-D or SampleGen-D + Pipeline)."""
-        from t5x_like.data import pipeline
-
-        return pipeline.FORMATS[self.format].kind
+        """flan or samplegen: the tuned model training on this format produces (t5x_like.settings)."""
+        return trained_model(self.format)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +94,10 @@ def parse_list(value: Any) -> list[str]:
 
 
 def training_formats() -> list[str]:
-    """Prepared formats with a train split whose kind is a tuned-model kind."""
+    """Prepared formats whose training produces a tuned model (flan, samplegen and their variants)."""
     from t5x_like.data import pipeline
 
-    return [n for n, spec in pipeline.FORMATS.items() if pipeline.TRAIN in spec.splits and spec.kind in TUNED_KINDS]
+    return [name for name in pipeline.FORMATS if trained_model(name)]
 
 
 def tuned_runs(config: ml_collections.ConfigDict) -> list[TunedRun]:
@@ -112,14 +107,6 @@ def tuned_runs(config: ml_collections.ConfigDict) -> list[TunedRun]:
     if unknown:
         raise ExperimentError(f"tuning.formats has unknown training format(s) {unknown}; known: {training_formats()}")
     return [TunedRun(f, int(s)) for f in formats for s in parse_list(config.tuning.seeds)]
-
-
-def model_kind(setting_name: str) -> str:
-    """Which model a setting needs: base, flan or samplegen (a SampleGen Pipeline needs its source's)."""
-    from t5x_like import evaluation
-
-    setting = evaluation.get_setting(setting_name)
-    return evaluation.get_setting(setting.source).model if setting.source else setting.model
 
 
 def check_stages(stages: list[str]) -> None:
@@ -228,7 +215,7 @@ def stage_evaluate_base(config: ml_collections.ConfigDict, layout: Layout) -> di
     """Base-D and the Gold Pipeline: the base model alone, no tuning needed."""
     from t5x_like import evaluation
 
-    settings = [s for s in requested_settings(config) if model_kind(s) == "base"]
+    settings = [s for s in requested_settings(config) if get_setting(s).run_model == "base"]
     if not settings:
         return {"skipped": "no base settings requested"}
     evaluation.run(_with_eval(config, layout, settings), layout.eval_base)
@@ -250,7 +237,7 @@ def stage_evaluate_tuned(config: ml_collections.ConfigDict, layout: Layout, run:
     """The tuned model's direct setting (+ the SampleGen Pipeline over its SampleGen-D responses)."""
     from t5x_like import evaluation
 
-    settings = [s for s in requested_settings(config) if model_kind(s) == run.kind]
+    settings = [s for s in requested_settings(config) if get_setting(s).run_model == run.kind]
     if not settings:
         return {"skipped": f"no {run.kind} settings requested"}
     model = os.path.join(layout.export(run), "model")

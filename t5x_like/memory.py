@@ -10,10 +10,12 @@ from typing import Any
 
 import jax
 
+from t5x_like.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class MemoryBudgetError(MemoryError):
+class MemoryBudgetError(UserError, MemoryError):
     """A compiled program needs more device memory than the configured fraction of a device."""
 
 

@@ -18,12 +18,14 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from t5x_like.errors import UserError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")  # the batch dimension is split over both data-parallel axes
 LogicalRules = tuple[tuple[str, Any], ...]
 
 
-class PartitioningError(ValueError):
+class PartitioningError(UserError, ValueError):
     """A mesh or rules table that cannot shard this model/batch (raised before compiling)."""
 
 

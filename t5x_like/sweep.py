@@ -27,13 +27,15 @@ from absl import logging
 from ml_collections import config_flags
 
 from t5x_like import io_utils
+from t5x_like.errors import UserError
 from t5x_like.experiment import parse_list
+from t5x_like.settings import get_setting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST = "sweep.json"
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """A sweep config, manifest or run index that cannot be used as given."""
 
 
@@ -96,10 +98,8 @@ def _template_values(sweep_cfg: ml_collections.ConfigDict) -> tuple[list[str], l
 def seed_dependent_settings(settings: str) -> str:
     """The settings of `settings` whose results depend on the tuning seed: the tuned models' own, and
     pipelines over a tuned model's responses. Base-model-only settings (Base-D, Gold Pipeline) are dropped."""
-    from t5x_like import evaluation
-
-    chosen = [evaluation.get_setting(s) for s in parse_list(settings)]
-    return ",".join(s.name for s in chosen if s.model != "base" or s.source is not None)
+    chosen = [get_setting(s) for s in parse_list(settings)]
+    return ",".join(s.name for s in chosen if s.run_model != "base")
 
 
 def expand(sweep_cfg: ml_collections.ConfigDict, output_dir: str) -> list[SweepRun]:

@@ -23,10 +23,12 @@ from typing import Sequence
 
 import transformers
 
+from t5x_like.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class TokenizerMismatchError(ValueError):
+class TokenizerMismatchError(UserError, ValueError):
     """The tokenizer's vocabulary does not fit the model's embedding table."""
 
 

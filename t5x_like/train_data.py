@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from t5x_like import io_utils
+from t5x_like.errors import UserError
 from t5x_like.scoring import bucket_for
 
 LOSS_ON = ("full_sequence", "target_only")
@@ -27,7 +28,7 @@ OVERLONG = ("drop", "truncate")
 Batch = dict[str, np.ndarray]  # tokens, positions (int32), valid (bool), weights (float32), all (B, L)
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A mixture file that cannot be trained on (missing, empty, malformed)."""
 
 

@@ -24,14 +24,15 @@ import optax
 from jax.experimental import multihost_utils
 
 from t5x_like import checkpoints, hf_io, io_utils, optimizers, train_data
-from t5x_like.memory import MemoryBudgetError, check_program
+from t5x_like.errors import UserError
 from t5x_like.estimates import train_flops_per_token
+from t5x_like.memory import check_program
 from t5x_like.models import lora as lora_lib
 from t5x_like.models import sources
-from t5x_like.models.config import LoraConfig, ModelConfig, UnsupportedConfigError
 from t5x_like.models.api import DecoderModel
-from t5x_like.partitioning import Partitioner, PartitioningError, initialize_distributed
-from t5x_like.tokenization import TokenizerMismatchError, load_tokenizer
+from t5x_like.models.config import LoraConfig, ModelConfig
+from t5x_like.partitioning import Partitioner, initialize_distributed
+from t5x_like.tokenization import load_tokenizer
 from t5x_like.train_state import TrainState, init_state, split_trainable, state_logical_specs
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,8 @@ PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v
               "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA A100-SXM4-40GB": 312e12}
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(UserError, FloatingPointError):
     """The loss or the gradients became NaN/inf; the run stopped without applying that update."""
-
-
-# Errors that name the config key or file to fix: the CLI prints them without a traceback.
-USER_ERRORS = (PartitioningError, train_data.DataError, UnsupportedConfigError, checkpoints.ForeignCheckpointError,
-               sources.ModelSourceError, hf_io.CheckpointError, TokenizerMismatchError, FileNotFoundError,
-               NonFiniteError, MemoryBudgetError)
 
 
 # ---------------------------------------------------------------------------------------------

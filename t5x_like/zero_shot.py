@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from t5x_like.data.examples import Example
 from t5x_like.engine import Engine
-from t5x_like.evaluation import option_requests
+from t5x_like.evaluation.contexts import option_requests
 from t5x_like.metrics.ranking import ranking_accuracy
 
 

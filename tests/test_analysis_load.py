@@ -132,8 +132,11 @@ def test_pairing_seed_means_and_base_adapter_rules(tmp_path):
 
 
 def test_setting_classification():
-    assert pairs.is_tuned("flan_d") and pairs.is_tuned("samplegen_d_unified")
-    assert not pairs.is_tuned("samplegen_pipeline") and not pairs.is_tuned("flan_direct")
+    frame = pd.DataFrame({"role": ["tuned", "tuned", "base", "tuned"],
+                          "main_setting": ["flan_d", "samplegen_d", "samplegen_pipeline", "flan_d"]})
+    assert pairs.tuned_mask(frame).tolist() == [True, True, False, True]
+    assert pairs.tuned_mask(frame, ["samplegen_d"]).tolist() == [False, True, False, False]
+    assert pairs.base_mask(frame).tolist() == [False, False, True, False]
     assert pairs.setting_order(["base_d", "x_variant", "flan_d", "gold_pipeline"]) == [
         "flan_d", "gold_pipeline", "base_d", "x_variant"]
 

@@ -17,7 +17,9 @@ import os
 import jax
 import pytest
 
-from t5x_like import estimates, evaluation, partitioning, sweep, trainer
+from t5x_like import estimates, partitioning, sweep, trainer
+from t5x_like.evaluation import config as ev_config
+from t5x_like.settings import get_setting
 from t5x_like.data import mixtures, pipeline
 from t5x_like.data import tasks as registry
 from t5x_like.experiment import parse_list
@@ -145,7 +147,7 @@ def check_experiment(config) -> None:
         assert config.data.mixture, "tuning needs a mixture (data.mixture)"
     kinds = {pipeline.FORMATS[f].kind for f in tuned}
     for name in parse_list(config.eval.settings):
-        setting = evaluation.get_setting(name)
+        setting = get_setting(name)
         assert setting.format in formats, f"setting {name} reads format {setting.format}, not prepared"
         assert setting.model == "base" or setting.model in kinds, f"setting {name} needs a {setting.model} model"
     if config.eval.tasks != "all":
@@ -154,7 +156,7 @@ def check_experiment(config) -> None:
             registry.get_task(name)
             assert config.data.tasks == "all" or name in prepared, f"eval task {name} is not prepared"
     mixtures.mixture_tasks(config.eval.setup)
-    assert config.eval.mode in evaluation.MODES
+    assert config.eval.mode in ev_config.MODES
     for seed in parse_list(config.tuning.seeds):
         int(seed)
 

@@ -19,7 +19,7 @@ from t5x_like.decoding import Generator, GenerationRequest, TokenGeneration, fin
 from t5x_like.engine import Engine
 from t5x_like.models.config import ModelConfig
 from t5x_like.models.api import DecoderModel
-from t5x_like.models.llama import Llama, init_params
+from t5x_like.models.llama import init_params
 from t5x_like.tokenization import load_tokenizer
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "greedy_generation.json"

@@ -13,6 +13,13 @@ import numpy as np
 import pytest
 
 from t5x_like import evaluation as ev
+from t5x_like.evaluation import config as ev_config
+from t5x_like.evaluation import contexts as ev_contexts
+from t5x_like.evaluation import models as ev_models
+from t5x_like.evaluation import records as ev_records
+from t5x_like.evaluation import task_scores as ev_scores
+from t5x_like.evaluation import store as ev_store
+from t5x_like import settings as registry
 from t5x_like import io_utils, metrics
 from t5x_like.data import pipeline
 from t5x_like.engine import Engine
@@ -60,7 +67,7 @@ def engines() -> dict[str, Engine]:
 
 
 def read_predictions(workdir: pathlib.Path, setting: str, task: str) -> list[dict]:
-    return io_utils.read_jsonl(ev.predictions_path(str(workdir), setting, task))
+    return io_utils.read_jsonl(ev_store.predictions_path(str(workdir), setting, task))
 
 
 def data_ids(data: pathlib.Path, task: str) -> list[str]:
@@ -71,30 +78,31 @@ def data_ids(data: pathlib.Path, task: str) -> list[str]:
 
 
 def test_settings_registry_variants_and_order():
-    assert ev.get_setting("flan_d") == ev.Setting("flan_d", "flan", "flan", "tuned")
-    assert ev.get_setting("gold_pipeline_unified") == ev.Setting("gold_pipeline_unified", "gold_pipeline_unified",
-                                                                 "base", "base")
-    adv = ev.get_setting("samplegen_pipeline_adv")
+    assert registry.get_setting("flan_d") == registry.Setting("flan_d", "flan", "flan", "tuned", "flan_d")
+    assert registry.get_setting("gold_pipeline_unified") == registry.Setting(
+        "gold_pipeline_unified", "gold_pipeline_unified", "base", "base", "gold_pipeline")
+    adv = registry.get_setting("samplegen_pipeline_adv")
     assert (adv.format, adv.model, adv.extraction, adv.source) == ("samplegen_adv", "base", "base", "samplegen_adv")
-    assert ev.get_setting("flan_adv").lettered and not ev.get_setting("flan_d").lettered
-    with pytest.raises(ev.EvalConfigError, match="unknown setting 'flan'.*base_d"):
-        ev.get_setting("flan")
-    order = [s.name for s in ev.ordered_settings(["samplegen_pipeline", "flan_d", "samplegen_d", "flan_d"])]
+    assert (adv.role, adv.main, adv.run_model) == ("base", "samplegen_pipeline", "samplegen")
+    assert registry.get_setting("flan_adv").lettered and not registry.get_setting("flan_d").lettered
+    with pytest.raises(registry.UnknownSettingError, match="unknown setting 'flan'.*base_d"):
+        registry.get_setting("flan")
+    order = [s.name for s in registry.ordered_settings(["samplegen_pipeline", "flan_d", "samplegen_d", "flan_d"])]
     assert order == ["samplegen_d", "samplegen_pipeline", "flan_d"]
 
 
 def test_stop_strings_and_scoring_contexts():
-    s = ev.get_setting
-    assert ev.stop_strings(s("flan_d")) == ("END_EXAMPLES",)
-    assert ev.stop_strings(s("gold_pipeline")) == ("\n", "END_EXAMPLES")
-    assert ev.stop_strings(s("base_d"), enabled=False) == ()
-    assert ev.ranking_context(s("base_d"), "Is it?\n\nyes; no") == "Is it?\n\nyes; no\nAnswer:"
-    assert ev.ranking_context(s("base_d_adv"), "Q") == "Q\nAnswer:"
-    assert ev.ranking_context(s("gold_pipeline"), "P\nAnswer Solution:") == "P\nAnswer Solution:"
-    assert ev.ranking_context(s("flan_d"), "[INST] q[/INST]") == "[INST] q[/INST]\nAnswer Solution:"
-    assert ev.ranking_context(s("samplegen_pipeline"), "Ex\nAnswer Solution:") == "Ex\nAnswer Solution:"
-    assert ev.ranking_context(s("samplegen_pipeline"), "Ex without") == "Ex without\nAnswer Solution:"
-    requests = ev.option_requests("ctx", ["yes", "no"])
+    s = registry.get_setting
+    assert ev_contexts.stop_strings(s("flan_d")) == ("END_EXAMPLES",)
+    assert ev_contexts.stop_strings(s("gold_pipeline")) == ("\n", "END_EXAMPLES")
+    assert ev_contexts.stop_strings(s("base_d"), enabled=False) == ()
+    assert ev_contexts.ranking_context(s("base_d"), "Is it?\n\nyes; no") == "Is it?\n\nyes; no\nAnswer:"
+    assert ev_contexts.ranking_context(s("base_d_adv"), "Q") == "Q\nAnswer:"
+    assert ev_contexts.ranking_context(s("gold_pipeline"), "P\nAnswer Solution:") == "P\nAnswer Solution:"
+    assert ev_contexts.ranking_context(s("flan_d"), "[INST] q[/INST]") == "[INST] q[/INST]\nAnswer Solution:"
+    assert ev_contexts.ranking_context(s("samplegen_pipeline"), "Ex\nAnswer Solution:") == "Ex\nAnswer Solution:"
+    assert ev_contexts.ranking_context(s("samplegen_pipeline"), "Ex without") == "Ex without\nAnswer Solution:"
+    requests = ev_contexts.option_requests("ctx", ["yes", "no"])
     assert [(r.context, r.continuation) for r in requests] == [("ctx", " yes"), ("ctx", " no")]
 
 
@@ -105,24 +113,24 @@ def _record(label, matched, mode="generate", norm=None, options=("yes", "no"), r
 
 
 def test_task_metrics_and_score_row_by_hand():
-    task = ev.TaskInfo("rte", "accuracy", "nli", "NLU")
+    task = ev_records.TaskInfo("rte", "accuracy", "nli", "NLU")
     records = [_record("yes", "yes"), _record("no", "yes"), _record("no", None)]
-    row = ev.score_row(ev.get_setting("gold_pipeline"), task, records, model="m", adapter="", seed=1,
+    row = ev_scores.score_row(registry.get_setting("gold_pipeline"), task, records, model="m", adapter="", seed=1,
                        setup="default", mode="generate", faithful=False)
     assert row.row["value"] == pytest.approx(100 / 3) and row.row["n"] == 3 and row.row["num_options"] == 2
     assert row.row["seen"] is True and row.row["metric"] == "accuracy" and row.row["cluster"] == "nli"
     loglik = [_record("yes", "yes", "loglik", "yes"), _record("no", "yes", "loglik", "no")]
-    values = ev.task_metrics(task, loglik, faithful=False)
+    values = ev_scores.task_metrics(task, loglik, faithful=False)
     assert values == {"accuracy": 50.0, "acc_norm_accuracy": 100.0}
     # squad: generative, every reference counts, SQuAD-normalised correctness per item
-    squad = ev.TaskInfo("squad", "squad_em_f1", "reading_comp", "NLU")
+    squad = ev_records.TaskInfo("squad", "squad_em_f1", "reading_comp", "NLU")
     gen = [_record("Paris", None, options=(), refs=["Paris", "paris city"], answer="the Paris"),
            _record("1990", None, options=(), refs=["1990"], answer="in 1990")]
-    values = ev.task_metrics(squad, gen, faithful=False)
+    values = ev_scores.task_metrics(squad, gen, faithful=False)
     assert values["em"] == 50.0 and values["f1"] == pytest.approx((100 + 200 / 3) / 2)
-    assert ev.is_correct(gen[0], "the Paris", False) and not ev.is_correct(gen[1], "in 1990", False)
-    csv_text = ev.scores_csv([row.row])
-    assert csv_text.splitlines()[0] == ",".join(ev.SCORE_COLUMNS)
+    assert ev_records.is_correct(gen[0], "the Paris", False) and not ev_records.is_correct(gen[1], "in 1990", False)
+    csv_text = ev_store.scores_csv([row.row])
+    assert csv_text.splitlines()[0] == ",".join(ev_store.SCORE_COLUMNS)
 
 
 def test_adapter_dir_loads_as_merged_lora(tmp_path):
@@ -141,7 +149,7 @@ def test_adapter_dir_loads_as_merged_lora(tmp_path):
     base, adapter = split_lora(params)
     hf_io.save_params(base, config.replace(lora=None), str(tmp_path / "base"), tokenizer_dir=str(llama2_tokenizer()))
     checkpoints.export_adapter(adapter, config, str(tmp_path / "adapter"), {})
-    spec = ev.tuned_model_spec("flan", str(tmp_path / "adapter"), lambda: str(tmp_path / "base"))
+    spec = ev_models.tuned_model_spec("flan", str(tmp_path / "adapter"), lambda: str(tmp_path / "base"))
     assert spec.adapter_over == str(tmp_path / "base")
     read_lora, leaves = checkpoints.read_adapter(spec.path, "float32")
     assert read_lora == lora and len(leaves) == 2 * 2 * config.num_layers
@@ -150,8 +158,8 @@ def test_adapter_dir_loads_as_merged_lora(tmp_path):
     got = traverse_util.flatten_dict(engine.params)
     assert sorted(expected) == sorted(got)
     assert all(np.allclose(expected[k], got[k], atol=1e-6) for k in expected)
-    with pytest.raises(ev.EvalConfigError, match="neither an HF model dir"):
-        ev.tuned_model_spec("flan", str(tmp_path), lambda: "")
+    with pytest.raises(ev_config.EvalConfigError, match="neither an HF model dir"):
+        ev_models.tuned_model_spec("flan", str(tmp_path), lambda: "")
 
 
 # --- errors before any work --------------------------------------------------------------------
@@ -169,14 +177,14 @@ def test_adapter_dir_loads_as_merged_lora(tmp_path):
 ])
 def test_config_errors_raise_before_work(tmp_path, data, model_dir, engines, overrides, message):
     config = eval_config(data, model_dir, **{"tasks": "rte", **overrides})
-    with pytest.raises(ev.EvalConfigError, match=message):
+    with pytest.raises((ev_config.EvalConfigError, registry.UnknownSettingError), match=message):
         ev.run(config, str(tmp_path), engines={"base": engines["base"]})
     assert not (tmp_path / "shards").exists() and not (tmp_path / "scores.csv").exists()
 
 
 def test_missing_data_dir_names_the_fix(tmp_path, model_dir):
     config = eval_config(tmp_path / "nowhere", model_dir)
-    with pytest.raises(ev.EvalConfigError, match="launch.prepare_data"):
+    with pytest.raises(ev_config.EvalConfigError, match="launch.prepare_data"):
         ev.run(config, str(tmp_path / "run"))
 
 
@@ -205,7 +213,7 @@ def test_pairing_determinism_and_store(tmp_path, data, model_dir, engines):
     # loglik records: options ranked with the documented contexts; squad fell back to generation
     rte = read_predictions(tmp_path / "a", "flan_d", "rte")[0]
     row = io_utils.read_jsonl(str(pipeline.split_path(data, "flan", "rte", "test")))[0]
-    expected = engines["flan"].score(ev.option_requests(row["prompt"] + "\nAnswer Solution:", row["options"]))
+    expected = engines["flan"].score(ev_contexts.option_requests(row["prompt"] + "\nAnswer Solution:", row["options"]))
     assert rte["logprobs"] == [r.logprob for r in expected]
     ranking = metrics.rank_options(rte["logprobs"], row["options"])
     assert rte["matched_option"] == row["options"][ranking.acc_index]
@@ -214,7 +222,7 @@ def test_pairing_determinism_and_store(tmp_path, data, model_dir, engines):
     # the pipeline continued exactly the SampleGen-D response of the same item
     sg = {r["id"]: r for r in read_predictions(tmp_path / "a", "samplegen_d", "cb")}
     for r in read_predictions(tmp_path / "a", "samplegen_pipeline", "cb"):
-        assert r["prompt_sha256"] == ev.prompt_hash(sg[r["id"]]["raw_output"])
+        assert r["prompt_sha256"] == ev_contexts.prompt_hash(sg[r["id"]]["raw_output"])
 
 
 @pytest.mark.slow
@@ -225,7 +233,7 @@ def test_resume_recomputes_only_missing_shards(tmp_path, data, model_dir, engine
     assert full.computed_items == 8
     before = {t: read_predictions(work, "gold_pipeline", t) for t in ("rte", "cb")}
     scores = (work / "scores.json").read_text()
-    os.remove(ev.predictions_path(str(work), "gold_pipeline", "cb"))
+    os.remove(ev_store.predictions_path(str(work), "gold_pipeline", "cb"))
     os.remove(work / "shards" / "gold_pipeline" / "cb" / "0000002.jsonl")
     again = ev.run(config, str(work), engines=engines)
     assert again.computed_items == 2
@@ -241,7 +249,7 @@ def test_identity_mismatch_is_refused(tmp_path, data, model_dir, engines):
     work = tmp_path / "run"
     config = eval_config(data, model_dir, settings="gold_pipeline", tasks="rte", num_test=2, mode="loglik")
     ev.run(config, str(work), engines=engines)
-    with pytest.raises(ev.EvalConfigError, match=r"differs in \['mode'\]"):
+    with pytest.raises(ev_config.EvalConfigError, match=r"differs in \['mode'\]"):
         ev.run(eval_config(data, model_dir, settings="gold_pipeline", tasks="rte", num_test=2), str(work),
                engines=engines)
 

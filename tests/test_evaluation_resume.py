@@ -10,6 +10,7 @@ import time
 import pytest
 
 from t5x_like import evaluation as ev
+from t5x_like.evaluation import store as ev_store
 from t5x_like import io_utils
 from t5x_like.data import pipeline
 
@@ -63,9 +64,9 @@ def test_kill9_then_resume_equals_uninterrupted(tmp_path, data_dir):
     for setting in SETTINGS:
         for task in TASKS:
             ids = [r["id"] for r in io_utils.read_jsonl(str(pipeline.split_path(data, "flan", task, "test")))]
-            got = io_utils.read_jsonl(ev.predictions_path(str(killed), setting, task))
+            got = io_utils.read_jsonl(ev_store.predictions_path(str(killed), setting, task))
             assert [r["id"] for r in got] == ids  # every item exactly once, in data order
-            assert got == io_utils.read_jsonl(ev.predictions_path(str(tmp_path / "uninterrupted"), setting, task))
+            assert got == io_utils.read_jsonl(ev_store.predictions_path(str(tmp_path / "uninterrupted"), setting, task))
     assert (killed / "scores.csv").read_text() == (tmp_path / "uninterrupted" / "scores.csv").read_text()
 
     again = subprocess.run(args, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)

@@ -17,6 +17,9 @@ import pytest
 from scipy.stats import binomtest
 
 from t5x_like import evaluation as ev
+from t5x_like.evaluation import contexts as ev_contexts
+from t5x_like.evaluation import store as ev_store
+from t5x_like import settings as registry
 from t5x_like import io_utils
 from t5x_like.data import pipeline
 from t5x_like.data.sources import load_examples
@@ -78,9 +81,9 @@ def test_smollm2_loglik_per_task_matches_transformers(tmp_path, data_dir, smollm
     model = transformers.AutoModelForCausalLM.from_pretrained(str(smollm2_dir)).eval()
     for task in TASKS:
         rows = io_utils.read_jsonl(str(pipeline.split_path(data, "base_d", task, "test")))[:2]
-        records = io_utils.read_jsonl(ev.predictions_path(str(tmp_path / "a"), "base_d", task))[:2]
+        records = io_utils.read_jsonl(ev_store.predictions_path(str(tmp_path / "a"), "base_d", task))[:2]
         for row, record in zip(rows, records):
-            context = ev.ranking_context(ev.get_setting("base_d"), row["prompt"])
+            context = ev_contexts.ranking_context(registry.get_setting("base_d"), row["prompt"])
             expected = [hf_logprob(model, engine, context, f" {option}") for option in row["options"]]
             np.testing.assert_allclose(record["logprobs"], expected, atol=2e-3, rtol=1e-4)
 

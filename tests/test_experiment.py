@@ -33,8 +33,7 @@ def test_plan_expands_tuned_stages_per_format_and_seed():
                      "train/flan_seed1", "train/flan_seed2", "train/samplegen_unified_seed1",
                      "train/samplegen_unified_seed2", "evaluate_tuned/flan_seed1", "evaluate_tuned/flan_seed2",
                      "evaluate_tuned/samplegen_unified_seed1", "evaluate_tuned/samplegen_unified_seed2", "analyze"]
-    assert experiment.model_kind("samplegen_pipeline") == "samplegen"
-    assert experiment.model_kind("gold_pipeline") == "base"
+    assert [run.kind for run in experiment.tuned_runs(config)] == ["flan", "flan", "samplegen", "samplegen"]
 
 
 def test_bad_stage_and_format_names_fail_before_work():

@@ -385,7 +385,7 @@ def test_cli_converts_and_fails_cleanly(tmp_path):
 
     bad = run_cli(f"--gguf={write_other_arch_gguf(tmp_path / 'gpt2.gguf')}", f"--output_dir={tmp_path / 'bad'}")
     assert bad.returncode != 0
-    assert bad.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'gpt2.gguf'}: general.architecture is 'gpt2'")
+    assert bad.stderr.strip().splitlines()[-1].startswith(f"convert: error: {tmp_path / 'gpt2.gguf'}: general.architecture is 'gpt2'")
     missing = run_cli(f"--gguf={tmp_path / 'nope.gguf'}", f"--output_dir={tmp_path / 'bad'}")
     assert missing.returncode != 0 and "GGUF file not found" in missing.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpt2.gguf", "ok", "tiny.gguf"]  # no partial/temp dirs

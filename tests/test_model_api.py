@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from t5x_like import evaluation, hf_io
+from t5x_like import hf_io
+from t5x_like.evaluation import models as ev_models
 from t5x_like.models.api import DecoderModel
 from t5x_like.models.config import ModelConfig
 from t5x_like.partitioning import Partitioner
@@ -52,7 +53,7 @@ def test_evaluation_loads_with_the_model_sections_numerics(tmp_path, tokenizers_
     hf_io.save_params(params, config, str(tmp_path / "m"), tokenizer_dir=str(tokenizers_dir / "llama2"))
     section = ml_collections.ConfigDict({"dtype": "bfloat16", "param_dtype": "bfloat16", "remat_policy": "full",
                                          "attention_impl": "xla"})
-    pool = evaluation.Engines({"base": evaluation.ModelSpec("base", str(tmp_path / "m"))}, model_section=section,
+    pool = ev_models.Engines({"base": ev_models.ModelSpec("base", str(tmp_path / "m"))}, model_section=section,
                               partitioner=Partitioner.single_device(), options={}, max_new_tokens={},
                               max_memory_fraction=None)
     engine = pool.get("base")

@@ -90,7 +90,7 @@ def test_malformed_request_line_fails_cleanly(tmp_path, model_dir, module, bad_l
     proc = run_cli(module, f"--model={model_dir}", f"--requests={requests}", f"--output={out}")
     assert proc.returncode != 0
     error = proc.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: ") and message in error
+    assert error.startswith(f"{module.split('.')[1]}: error: ") and message in error
     assert not out.exists() and list(tmp_path.iterdir()) == [requests]
 
 
@@ -101,5 +101,6 @@ def test_missing_model_dir_fails_cleanly(tmp_path, module):
     out = tmp_path / "out.jsonl"
     proc = run_cli(module, f"--model={tmp_path / 'no_such_model'}", f"--requests={requests}", f"--output={out}")
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1] == f"error: model directory not found: {tmp_path / 'no_such_model'}"
+    assert proc.stderr.strip().splitlines()[-1] == (f"{module.split('.')[1]}: error: model directory not found: "
+                                                    f"{tmp_path / 'no_such_model'}")
     assert not out.exists()

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from t5x_like import trainer
+from t5x_like import memory, trainer
 from train_helpers import smoke_config, write_rte_mixture
 
 FAST = {"train.buckets": (128,), "train.eval_every": 100, "train.eval_batches": 1, "train.log_every": 1,
@@ -36,6 +36,6 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 def test_step_that_does_not_fit_is_refused_before_training(tmp_path, mixture, cache):
     config = smoke_config(mixture, cache, **FAST, **{"train.max_memory_fraction": 1e-6})
-    with pytest.raises(trainer.MemoryBudgetError, match=r"needs .* GiB per device .*model.remat_policy"):
+    with pytest.raises(memory.MemoryBudgetError, match=r"needs .* GiB per device .*model.remat_policy"):
         trainer.run(config, str(tmp_path / "wd"))
     assert not list((tmp_path / "wd").glob("checkpoints/*")) and not (tmp_path / "wd" / "metrics.jsonl").exists()

@@ -14,6 +14,7 @@ import random
 from typing import Generic, Mapping, Sequence, TypeVar
 
 from t5x_like.data import tasks as registry
+from t5x_like.errors import UserError
 
 RATE_CAP = 3000  # examples-proportional cap per task (seqio `maximum`)
 SIZE_LIMIT = 30000  # at most this many training rows per task enter a mixture
@@ -64,10 +65,14 @@ SETUPS: dict[str, tuple[str, ...]] = {
 T = TypeVar("T")
 
 
+class UnknownSetupError(UserError, ValueError):
+    """A mixture setup name that is not one of SETUPS."""
+
+
 def mixture_tasks(setup: str) -> list[str]:
     """The training tasks of `setup` ("default", "setup1" ... "setup7"), in a fixed order."""
     if setup not in SETUPS:
-        raise ValueError(f"unknown mixture setup {setup!r}; expected one of {sorted(SETUPS)}")
+        raise UnknownSetupError(f"unknown mixture setup {setup!r}; expected one of {sorted(SETUPS)}")
     return list(SETUPS[setup])
 
 

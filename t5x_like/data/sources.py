@@ -28,6 +28,7 @@ from typing import Any
 from t5x_like import io_utils
 from t5x_like.data.examples import Example
 from t5x_like.data.tasks import Task, get_task
+from t5x_like.errors import UserError
 
 ENV_DATA_DIR = "T5X_LIKE_DATA_DIR"
 BIGBENCH_VALIDATION_FRACTION = 0.2  # local BIG-bench files: share of examples in "validation"
@@ -37,7 +38,7 @@ _HOW_TO_PROVIDE = (
     "cache_dir).")
 
 
-class TaskDataNotFoundError(FileNotFoundError):
+class TaskDataNotFoundError(UserError, FileNotFoundError):
     """No source could provide a task's split; the message lists every source tried and why."""
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from t5x_like.data.examples import Example
 from t5x_like.data.tasks import Task, all_tasks, get_task
+from t5x_like.errors import UserError
 
 BUILTIN_TEMPLATE_FILE = pathlib.Path(__file__).with_name("templates") / "flan_style.json"
 OPTIONS_SLOT = "options"
@@ -36,7 +37,7 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """A template set names an unknown task/group, or a template an unknown placeholder."""
 
 

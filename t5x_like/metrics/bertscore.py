@@ -11,10 +11,12 @@ import importlib.util
 import os
 from collections.abc import Sequence
 
+from t5x_like.errors import UserError
+
 ROBERTA_LARGE_LAYER = 17
 
 
-class PluginUnavailable(RuntimeError):
+class PluginUnavailable(UserError, RuntimeError):
     """The BERTScore plugin cannot run here (package or local model missing)."""
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from t5x_like.errors import UserError
+
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
@@ -16,7 +18,7 @@ REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
 ATTENTION_IMPLS = ("auto", "xla", "blocked", "chunked", "cudnn")
 
 
-class UnsupportedConfigError(ValueError):
+class UnsupportedConfigError(UserError, ValueError):
     """A config.json field this implementation cannot honour (refused, never ignored)."""
 
 

@@ -20,13 +20,14 @@ import jax
 import ml_collections
 
 from t5x_like import gguf, hf_io, io_utils
-from t5x_like.models.config import ModelConfig
+from t5x_like.errors import UserError
 from t5x_like.models.api import DecoderModel
+from t5x_like.models.config import ModelConfig
 
 RANDOM_CONTROL_KEYS = ("enabled", "seed", "tokenizer")  # keys of `random` that are not config.json fields
 
 
-class ModelSourceError(ValueError):
+class ModelSourceError(UserError, ValueError):
     """The `model` config section names no usable source, or several."""
 
 
