@@ -124,7 +124,7 @@ def get_train_config() -> ml_collections.ConfigDict:
 
 
 def get_eval_config() -> ml_collections.ConfigDict:
-    """Evaluation (t5x_like/evaluation.py, launch/evaluate.py; docs/evaluation.md "Runner")."""
+    """Evaluation (t5x_like/evaluation/, launch/evaluate.py; docs/evaluation.md "Runner")."""
     e = ml_collections.ConfigDict()
     e.data_dir = ""  # prepared data (launch.prepare_data --output_dir); "" = <workdir>/data
     # base_d, gold_pipeline, samplegen_pipeline, flan_d, samplegen_d, or a test-format variant by name
