@@ -35,7 +35,7 @@ from t5x_like.models import sources  # noqa: E402
 from t5x_like.models.api import DecoderModel  # noqa: E402
 from t5x_like.models.llama import resolve_attention_impl  # noqa: E402
 from t5x_like.partitioning import Partitioner, create_mesh, rules_from_config  # noqa: E402
-from t5x_like.scoring import DEFAULT_MAX_BATCH_TOKENS, Scorer  # noqa: E402
+from t5x_like.scoring import Scorer  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", None, "Also write the Markdown table here.")
 _MODELS = flags.DEFINE_list("models", ["llama2_7b", "mistral_7b", "llama2_13b", "llama2_70b"], "Paper models.")
@@ -93,7 +93,6 @@ def rows() -> list[str]:
             hardware, _ = estimates.parse_hardware(hardware_name)
             devices = topologies.get_topology_desc(topology, "tpu", **options).devices
             shape = estimates.eval_shape(model, config_dict.eval, mesh)
-            shape = estimates.InferenceShape(**{**shape.__dict__, "generate_batch_tokens": DEFAULT_MAX_BATCH_TOKENS})
             small = [compiled_gib(model.replace(num_layers=n), config_dict, shape, devices) for n in LAYERS]
             estimated = estimated_gib(model, config_dict, shape, hardware)
             for program in small[0]:

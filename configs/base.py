@@ -143,6 +143,7 @@ def get_eval_config() -> ml_collections.ConfigDict:
     e.batch_size = 16  # rows per compiled batch (fewer in long length buckets)
     e.pack_length = 256  # loglikelihood: requests packed into rows of this many tokens (0 = one per row)
     e.score_batch_tokens = 0  # loglikelihood tokens per batch; 0 = 1024 on CPU (fastest there), 16384 on GPU/TPU
+    e.generate_batch_tokens = 0  # generation: rows x (prompt + new) cache slots per batch; 0 = 16384
     e.shard_size = 256  # items per atomically written shard (the unit of resumption)
     e.max_length = 0  # model context in tokens; 0 = the model's max_position_embeddings
     e.overlong = "truncate"  # prompts longer than the context: truncate (left, counted) | error (before work)

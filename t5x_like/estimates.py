@@ -214,7 +214,8 @@ def eval_shape(config: ModelConfig, eval_cfg: Any, mesh: tuple[int, int, int]) -
 
     return InferenceShape(eval_cfg.batch_size, eval_cfg.max_length or config.max_position_embeddings,
                           max(eval_cfg.max_new_tokens_base, eval_cfg.max_new_tokens_tuned),
-                          eval_cfg.score_batch_tokens or DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS, *mesh)
+                          eval_cfg.score_batch_tokens or DEFAULT_MAX_BATCH_TOKENS,
+                          eval_cfg.generate_batch_tokens or DEFAULT_MAX_BATCH_TOKENS, *mesh)
 
 
 CACHE_COPIES = 3  # XLA:TPU keeps three KV caches live at the peak: zero-initialised, prefill output, loop carry

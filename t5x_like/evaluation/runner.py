@@ -23,6 +23,7 @@ from t5x_like.evaluation.store import (Unit, check_identity, collect, done_predi
                                        read_scores, read_shard, shard_path, write_scores)
 from t5x_like.evaluation.task_scores import ScoreRow, score_row
 from t5x_like.partitioning import Partitioner, initialize_distributed
+from t5x_like.scoring import DEFAULT_MAX_BATCH_TOKENS
 from t5x_like.settings import Setting, ordered_settings
 
 
@@ -192,7 +193,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, engines: Mapping[str
     partitioner = Partitioner.from_config(config.partitioning)
     logging.info("evaluation on %s", partitioner.describe())
     options = dict(batch_size=e.batch_size, max_length=e.max_length or None, pack_length=e.pack_length,
-                   score_batch_tokens=e.score_batch_tokens or None)
+                   score_batch_tokens=e.score_batch_tokens or None,
+                   max_batch_tokens=e.generate_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
     pool = Engines(specs, model_section=config.model, partitioner=partitioner, options=options,
                    max_new_tokens=role_max_new_tokens(units, opts), max_memory_fraction=memory_fraction(e),
                    preloaded=engines)
