@@ -31,8 +31,8 @@ DEFAULT_MODEL = "llama2_7b"
 # Where each model runs. Training shards over 8 devices as fsdp 2 x tensor 4 (the paper's batch of 2
 # must divide data x fsdp; tensor must divide the KV heads: 8 for Mistral and 70B). Evaluation runs
 # sharded on the same mesh (t5x_like/engine.py through the Partitioner). 8xH100 by default; the
-# 7B/13B/Mistral studies also fit a TPU v5e-8 (--config.hardware=tpu-v5e-8), the 70B needs 16 v5e
-# chips. Per-device numbers: docs/running.md.
+# 7B/13B/Mistral studies also fit a TPU v5e-8 (--config.hardware=tpu-v5e-8); the 70B fits 8xH100 or
+# 16 v4 chips, not v5e. Per-device numbers (compiled for TPU): docs/running.md.
 PLACEMENT = {  # model -> (hardware, mesh_shape (data, fsdp, tensor), multi_host)
     "llama2_7b": ("h100-8", (1, 2, 4), False),
     "llama2_13b": ("h100-8", (1, 2, 4), False),
