@@ -9,7 +9,6 @@ compile lazily through the partitioner, at most one per shape bucket, and are re
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,6 +22,7 @@ from flax import traverse_util
 from t5x_like import checkpoints, hf_io, memory
 from t5x_like.decoding import Generation, GenerationRequest, Generator, finish, stop_token_sequences
 from t5x_like.errors import UserError
+from t5x_like.io_utils import iter_jsonl
 from t5x_like.models.api import DecoderModel
 from t5x_like.models.config import ModelConfig
 from t5x_like.models.lora import merge_lora
@@ -158,20 +158,13 @@ class RequestFileError(UserError, ValueError):
 
 
 def _numbered_objects(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, JSON object) of every non-blank line of a jsonl file."""
+    """(line number, JSON object) of every non-blank line of a jsonl file (io_utils.iter_jsonl)."""
     if not os.path.isfile(path):
         raise RequestFileError(f"{path}: request file not found")
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RequestFileError(f"{path}:{number}: malformed JSON line ({e.msg})") from e
-            if not isinstance(obj, dict):
-                raise RequestFileError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
-            yield number, obj
+    for number, obj in iter_jsonl(path):
+        if not isinstance(obj, dict):
+            raise RequestFileError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+        yield number, obj
 
 
 def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:

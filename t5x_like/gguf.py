@@ -18,17 +18,20 @@ import os
 import pathlib
 import subprocess
 import sys
-from typing import Any, Iterator
+import itertools
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import gguf
 import numpy as np
-import safetensors.numpy
 import tokenizers
 from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from tqdm import tqdm
 
+from t5x_like import safetensors_io
 from t5x_like.errors import UserError
-from t5x_like.io_utils import atomic_directory, atomic_write_json, default_cache_root
+from t5x_like.io_utils import atomic_directory, atomic_write_json, default_cache_root, set_default_mode
 
 log = logging.getLogger(__name__)
 
@@ -276,35 +279,19 @@ def hf_tensors(reader: gguf.GGUFReader, dims: LlamaDims, tied: bool, path: pathl
         yield name, np.ascontiguousarray(weight)
 
 
-def shard_plan(sizes: list[tuple[str, int]], max_shard_bytes: int) -> dict[str, str]:
-    """Assign tensors (in write order) to files: `model.safetensors`, or numbered shards when the
-    total exceeds `max_shard_bytes`."""
-    shards: list[list[str]] = [[]]
-    filled = 0
-    for name, nbytes in sizes:
-        if shards[-1] and filled + nbytes > max_shard_bytes:
-            shards.append([])
-            filled = 0
-        shards[-1].append(name)
-        filled += nbytes
-    if len(shards) == 1:
-        return {name: "model.safetensors" for name in shards[0]}
-    return {name: f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i, names in enumerate(shards) for name in names}
-
-
-def write_safetensors(tensors: Iterator[tuple[str, np.ndarray]], plan: dict[str, str], out_dir: pathlib.Path) -> None:
-    """Write tensors to the files `plan` assigns them (plus an index when sharded), one file in memory at a time."""
-    shard: dict[str, np.ndarray] = {}
-    total = 0
-    for name, array in tensors:
-        if shard and plan[name] != plan[next(iter(shard))]:
-            safetensors.numpy.save_file(shard, out_dir / plan[next(iter(shard))], metadata={"format": "pt"})
-            shard = {}
-        shard[name] = array
-        total += array.nbytes
-    safetensors.numpy.save_file(shard, out_dir / plan[next(iter(shard))], metadata={"format": "pt"})
-    if len(set(plan.values())) > 1:
-        atomic_write_json(str(out_dir / "model.safetensors.index.json"), {"metadata": {"total_size": total}, "weight_map": plan})
+def write_hf_weights(tensors: Iterator[tuple[str, np.ndarray]], shapes: Mapping[str, tuple[int, ...]],
+                     order: Sequence[str], max_shard_bytes: int, out_dir: pathlib.Path) -> None:
+    """Streams float32 tensors (coming in `order`) into HF safetensors files (hf_io's shard plan and
+    writer, plus an index when sharded), one tensor in memory at a time."""
+    sizes = [4 * math.prod(shapes[name]) for name in order]
+    groups = safetensors_io.shard_plan(sizes, max_shard_bytes)
+    files = safetensors_io.shard_file_names(len(groups))
+    for file, group in zip(files, groups):
+        names = [order[i] for i in group]
+        arrays = (array for name, array in itertools.islice(tensors, len(names)))
+        safetensors_io.write_safetensors(str(out_dir / file), [(n, tuple(shapes[n])) for n in names], "float32", arrays)
+    if len(files) > 1:
+        safetensors_io.write_index(str(out_dir), {order[i]: file for file, group in zip(files, groups) for i in group}, sum(sizes))
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,8 +439,8 @@ def convert_gguf_to_hf(gguf_path: str | os.PathLike, output_dir: str | os.PathLi
         tmp = pathlib.Path(tmp_name)
         config = hf_config(dims, metadata, tie_word_embeddings=tied)
         shapes = expected_hf_shapes(dims, tied)
-        sizes = [(hf_tensor_name(t.name), 4 * int(np.prod(shapes[hf_tensor_name(t.name)]))) for t in reader.tensors]
-        write_safetensors(hf_tensors(reader, dims, tied, path), shard_plan(sizes, max_shard_bytes), tmp)
+        order = [hf_tensor_name(t.name) for t in reader.tensors]
+        write_hf_weights(hf_tensors(reader, dims, tied, path), shapes, order, max_shard_bytes, tmp)
         atomic_write_json(str(tmp / "config.json"), config)
         atomic_write_json(str(tmp / "generation_config.json"), {
             k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if config[k] is not None})
@@ -463,18 +450,10 @@ def convert_gguf_to_hf(gguf_path: str | os.PathLike, output_dir: str | os.PathLi
         atomic_write_json(str(tmp / CONVERSION_MARKER), {
             "source": str(path.resolve()), "source_bytes": path.stat().st_size,
             "general.name": metadata.get("general.name"), "gguf_version": gguf_version(), "dtype": "float32"})
-        _set_default_permissions(tmp)
+        for f in tmp.iterdir():
+            set_default_mode(str(f))
     log.info("converted %s -> %s", path, out)
     return out
-
-
-def _set_default_permissions(directory: pathlib.Path) -> None:
-    """Give the temp dir (mkdtemp makes it 0700) and its files the permissions the user's umask asks for."""
-    umask = os.umask(0)
-    os.umask(umask)
-    directory.chmod(0o777 & ~umask)
-    for f in directory.iterdir():
-        f.chmod(0o666 & ~umask)
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import math
 import os
 import re
 import shutil
-import struct
 import tempfile
 from typing import Any, Iterable, Iterator
 
@@ -34,6 +33,7 @@ from jax.experimental import multihost_utils
 from safetensors import SafetensorError, safe_open
 from tqdm import tqdm
 
+from t5x_like import io_utils, safetensors_io
 from t5x_like.errors import UserError
 from t5x_like.models.config import DTYPES, ModelConfig
 from t5x_like.models.llama import init_params
@@ -44,12 +44,9 @@ log = logging.getLogger(__name__)
 Params = dict[str, Any]
 Path = tuple[str, ...]
 
-SINGLE_FILE = "model.safetensors"
-INDEX_FILE = "model.safetensors.index.json"
 MAX_SHARD_BYTES = 5 * 1024**3
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json", "chat_template.jinja", "vocab.json", "merges.txt")
-_ST_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
 # HF tensor name <-> our param path, and whether the weight is transposed (HF Linear is (out, in)).
 _GROUPS = {"i": r"\d+", "attn": r"[qkvo]_proj", "mlp": r"(?:gate|up|down)_proj",
@@ -122,8 +119,8 @@ def _natural_key(name: str) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 def weight_files(path: str) -> dict[str, str]:
     """HF tensor name -> safetensors file holding it (single file or sharded index)."""
-    index = os.path.join(path, INDEX_FILE)
-    single = os.path.join(path, SINGLE_FILE)
+    index = os.path.join(path, safetensors_io.INDEX_FILE)
+    single = os.path.join(path, safetensors_io.SINGLE_FILE)
     if os.path.isfile(index):
         try:
             with open(index) as f:
@@ -144,7 +141,7 @@ def weight_files(path: str) -> dict[str, str]:
         raise CheckpointError(
             f"{path}: only PyTorch pickle weights ({', '.join(bins)}); t5x_like reads safetensors only — "
             f"re-save with transformers' save_pretrained (safe_serialization is the default)")
-    raise CheckpointError(f"{path}: no {SINGLE_FILE} or {INDEX_FILE}")
+    raise CheckpointError(f"{path}: no {safetensors_io.SINGLE_FILE} or {safetensors_io.INDEX_FILE}")
 
 
 def _open(file: str):
@@ -322,41 +319,6 @@ def _export_plan(flat: dict[Path, Any], config: ModelConfig) -> list[_OutTensor]
     return sorted(out, key=lambda t: (order.get(t.hf_name, 1), _natural_key(t.hf_name)))
 
 
-def shard_plan(tensors: list[_OutTensor], itemsize: int, max_shard_bytes: int) -> list[list[_OutTensor]]:
-    """Consecutive tensors grouped into files of at most `max_shard_bytes` (a bigger tensor gets its own)."""
-    shards: list[list[_OutTensor]] = [[]]
-    filled = 0
-    for t in tensors:
-        nbytes = math.prod(t.shape) * itemsize
-        if shards[-1] and filled + nbytes > max_shard_bytes:
-            shards.append([])
-            filled = 0
-        shards[-1].append(t)
-        filled += nbytes
-    return shards
-
-
-def write_safetensors(file: str, tensors: list[tuple[str, tuple[int, ...]]], dtype: str,
-                      arrays: Iterator[np.ndarray]) -> None:
-    """Writes a safetensors file incrementally: the header from known shapes, then each array as it comes."""
-    itemsize = np.dtype(DTYPES[dtype]).itemsize
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, shape in tensors:
-        nbytes = math.prod(shape) * itemsize
-        header[name] = {"dtype": _ST_DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)
-    with open(file, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)))
-        f.write(blob)
-        for (name, shape), array in zip(tensors, arrays, strict=True):
-            if array.shape != shape or array.dtype != np.dtype(DTYPES[dtype]):
-                raise AssertionError(f"{name}: got {array.shape} {array.dtype}, header says {shape} {dtype}")
-            np.ascontiguousarray(array).tofile(f)
-
-
 def _gather(value: jax.Array) -> np.ndarray:
     """The full value of a (possibly multi-host sharded) array on this host; all processes must call it."""
     if isinstance(value, jax.Array) and not value.is_fully_addressable:
@@ -388,8 +350,8 @@ def save_params(params: Params, config: ModelConfig, output_dir: str, *, tokeniz
     atomically; an existing non-empty `output_dir` is an error unless `overwrite`.
     """
     dtype = dtype or config.param_dtype
-    if dtype not in _ST_DTYPES:
-        raise CheckpointError(f"dtype={dtype!r}; choose one of {sorted(_ST_DTYPES)}")
+    if dtype not in safetensors_io.ST_DTYPES:
+        raise CheckpointError(f"dtype={dtype!r}; choose one of {sorted(safetensors_io.ST_DTYPES)}")
     params = nn.meta.unbox(params)
     flat = traverse_util.flatten_dict(params)
     if any(p[-1] in LORA_LEAVES for p in flat):
@@ -400,9 +362,9 @@ def save_params(params: Params, config: ModelConfig, output_dir: str, *, tokeniz
     writer = jax.process_index() == 0
     _agree_on_output(_output_problem(output_dir, tokenizer_dir, overwrite) if writer else None, output_dir)
     target = np.dtype(DTYPES[dtype])
-    shards = shard_plan(plan, target.itemsize, max_shard_bytes)
-    names = [SINGLE_FILE] if len(shards) == 1 else [
-        f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    shards = [[plan[i] for i in group] for group in
+              safetensors_io.shard_plan([math.prod(t.shape) * target.itemsize for t in plan], max_shard_bytes)]
+    names = safetensors_io.shard_file_names(len(shards))
     tmp = None
     if writer:
         parent = os.path.dirname(os.path.abspath(output_dir))
@@ -421,14 +383,14 @@ def save_params(params: Params, config: ModelConfig, output_dir: str, *, tokeniz
 
         for name, shard in zip(names, shards):
             if writer:
-                write_safetensors(os.path.join(tmp, name), [(t.hf_name, t.shape) for t in shard], dtype, arrays(shard))
+                safetensors_io.write_safetensors(os.path.join(tmp, name), [(t.hf_name, t.shape) for t in shard], dtype, arrays(shard))
             else:
                 for _ in arrays(shard):  # take part in the gathers
                     pass
         progress.close()
         if writer:
             _write_metadata(tmp, config, dtype, shards, names, target.itemsize, tokenizer_dir)
-            _replace_dir(tmp, output_dir)
+            io_utils.replace_directory(tmp, output_dir)
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -466,22 +428,8 @@ def _write_metadata(out: str, config: ModelConfig, dtype: str, shards: list[list
                 {k: hf[k] for k in ("bos_token_id", "eos_token_id") if hf[k] is not None})
     if len(shards) > 1:
         total = sum(math.prod(t.shape) * itemsize for shard in shards for t in shard)
-        _write_json(os.path.join(out, INDEX_FILE), {
-            "metadata": {"total_size": total},
-            "weight_map": {t.hf_name: name for name, shard in zip(names, shards) for t in shard}})
+        safetensors_io.write_index(out, {t.hf_name: name for name, shard in zip(names, shards) for t in shard}, total)
     if tokenizer_dir is not None:
         _copy_tokenizer(tokenizer_dir, out)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(out, 0o777 & ~umask)  # mkdtemp creates 0700
-
-
-def _replace_dir(src: str, dst: str) -> None:
-    """Moves the finished `src` to `dst`, removing an existing `dst` only once `src` is in place."""
-    if not os.path.exists(dst):
-        os.replace(src, dst)
-        return
-    old = f"{os.path.normpath(dst)}.old-{os.getpid()}"
-    os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
+    for name in (".", *os.listdir(out)):
+        io_utils.set_default_mode(os.path.join(out, name))

@@ -18,6 +18,8 @@ import sys
 import tempfile
 from typing import Any, Iterable, Iterator
 
+from t5x_like.errors import UserError
+
 
 def _distributed_jax() -> Any:
     """The jax module when this process is part of a jax.distributed run, else None (no JAX import here)."""
@@ -50,7 +52,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are meant to be shared
+        set_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -73,6 +75,10 @@ def atomic_write_jsonl(path: str, rows: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
 
 
+class MalformedFileError(UserError, ValueError):
+    """A file that does not parse; the message names the file and line."""
+
+
 def iter_jsonl(path: str) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) of each non-blank line; a malformed line raises naming the file and line."""
     with open(path, encoding="utf-8") as f:
@@ -82,7 +88,7 @@ def iter_jsonl(path: str) -> Iterator[tuple[int, Any]]:
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{number}: malformed JSON line ({e.msg})") from e
+                raise MalformedFileError(f"{path}:{number}: malformed JSON line ({e.msg})") from e
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
@@ -98,17 +104,31 @@ def atomic_directory(path: str) -> Iterator[str]:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should look like mkdir's
+        set_default_mode(tmp)
         yield tmp
         if not is_primary():
             shutil.rmtree(tmp, ignore_errors=True)
             return
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_directory(src: str, dst: str) -> None:
+    """Moves the finished `src` to `dst`; an existing `dst` is moved aside first and deleted only once
+    `src` is in place (put back if that move fails), so `dst` is never lost."""
+    if not os.path.exists(dst):
+        os.replace(src, dst)
+        return
+    old = f"{os.path.normpath(dst)}.old-{os.getpid()}"
+    os.replace(dst, old)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        os.replace(old, dst)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -116,6 +136,12 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def set_default_mode(path: str) -> None:
+    """The permissions mkdir / open would give `path` under the user's umask (mkstemp / mkdtemp make
+    0600 / 0700 files; outputs are meant to be shared)."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
 
 
 def default_cache_root() -> str:

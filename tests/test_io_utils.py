@@ -1,5 +1,6 @@
 """Atomic writes leave either the old or the complete new output, never a partial one."""
 import os
+import pathlib
 import stat
 
 import pytest
@@ -45,3 +46,24 @@ def test_read_jsonl_names_file_and_line(tmp_path):
     path.write_text('{"a": 1}\n\n{"a": \n')
     with pytest.raises(ValueError, match=r"r\.jsonl:3: malformed JSON"):
         io_utils.read_jsonl(str(path))
+
+
+def test_atomic_directory_keeps_the_old_result_when_the_final_move_fails(tmp_path, monkeypatch):
+    """The old directory is moved aside, not deleted, until the new one is in place (before, io_utils
+    deleted it first: a failing rename lost both)."""
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("previous result")
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if ".tmp" in os.path.basename(str(src)):
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        with io_utils.atomic_directory(str(target)) as tmp:
+            (pathlib.Path(tmp) / "new.txt").write_text("new result")
+    assert (target / "old.txt").read_text() == "previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
