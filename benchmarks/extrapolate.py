@@ -23,7 +23,7 @@ sys.path.insert(0, _ROOT)
 
 from t5x_like import estimates, partitioning, sweep  # noqa: E402
 from t5x_like.trainer import lora_config  # noqa: E402
-from t5x_like.models import sources  # noqa: E402
+from t5x_like import model_dirs  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", None, "Also write the Markdown tables here.")
 
@@ -53,7 +53,7 @@ def train_rows() -> list[TrainRow]:
     rows = []
     for name in MODELS:
         config = sweep.load_config(f"configs/experiments/paper_{name}.py")
-        model = sources.model_config(config.model).replace(lora=lora_config(config.train))
+        model = model_dirs.model_config(config.model).replace(lora=lora_config(config.train))
         options = ((config.hardware, tuple(config.partitioning.mesh_shape)),) + ALTERNATIVES[name]
         for hardware_name, mesh in options:
             hardware, devices = estimates.parse_hardware(hardware_name)
@@ -83,7 +83,7 @@ def eval_table() -> str:
              "| KV cache | generation | fits (90%) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in MODELS:
         config = sweep.load_config(f"configs/experiments/paper_{name}.py")
-        model = sources.model_config(config.model)
+        model = model_dirs.model_config(config.model)
         for hardware_name, mesh in EVAL_NODES:
             hardware, _ = estimates.parse_hardware(hardware_name)
             e = estimates.estimate_inference(model, estimates.eval_shape(model, config.eval, mesh), hardware)
@@ -100,7 +100,7 @@ def throughput_table() -> str:
              "| decode tok/s/chip | bound |", "|---|---|---|---|---|---|---|---|---|"]
     for name in MODELS:
         config = sweep.load_config(f"configs/experiments/paper_{name}.py")
-        model = sources.model_config(config.model)
+        model = model_dirs.model_config(config.model)
         for hardware_name, mesh in EVAL_NODES:
             hardware, _ = estimates.parse_hardware(hardware_name)
             shape = estimates.eval_shape(model, config.eval, mesh)

@@ -31,7 +31,7 @@ from jax.experimental import topologies  # noqa: E402
 from configs.base import get_partitioning_config  # noqa: E402
 from t5x_like import estimates, memory, sweep, trainer  # noqa: E402
 from t5x_like.decoding import Generator  # noqa: E402
-from t5x_like.models import sources  # noqa: E402
+from t5x_like import model_dirs  # noqa: E402
 from t5x_like.models.api import DecoderModel  # noqa: E402
 from t5x_like.models.llama import resolve_attention_impl  # noqa: E402
 from t5x_like.partitioning import Partitioner, create_mesh, rules_from_config  # noqa: E402
@@ -85,7 +85,7 @@ def rows() -> list[str]:
              "| fits (90%) |", "|---|---|---|---|---|---|---|---|"]
     for name in _MODELS.value:
         config_dict = sweep.load_config(f"configs/experiments/paper_{name}.py")
-        model = sources.model_config(config_dict.model)
+        model = model_dirs.model_config(config_dict.model)
         model = model.replace(attention_impl=resolve_attention_impl(_ATTENTION.value, config_dict.eval.max_length,
                                                                     "tpu"))
         for hardware_name in _HARDWARE.value:

@@ -43,7 +43,7 @@ def check_identity(workdir: str, identity: dict[str, Any]) -> None:
     if has_checkpoints:
         with open(file) as f:
             stored = json.load(f)
-        diffs = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+        diffs = io_utils.changed_keys(stored, identity)
         if diffs:
             detail = "; ".join(f"{k}: workdir has {stored.get(k)!r}, this run {identity.get(k)!r}" for k in diffs)
             raise ForeignCheckpointError(

@@ -17,23 +17,34 @@ BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 @dataclasses.dataclass(frozen=True)
 class Hardware:
-    """One accelerator: memory, dense bf16 peak (fp32 peak for CPUs) and memory bandwidth (vendor sheets)."""
+    """One accelerator: memory, dense bf16 peak (fp32 peak for CPUs), memory bandwidth (vendor sheets)
+    and the `device_kind` strings JAX reports for it."""
 
     name: str
     memory_gib: float
     peak_tflops: float
     hbm_gbps: float
+    device_kinds: tuple[str, ...] = ()
 
 
 HARDWARE = {
-    "tpu-v4": Hardware("TPU v4 chip", 32, 275, 1200),
-    "tpu-v5e": Hardware("TPU v5e chip", 16, 197, 819),
-    "tpu-v5p": Hardware("TPU v5p chip", 95, 459, 2765),
-    "h100": Hardware("NVIDIA H100 80GB", 80, 989, 3350),
-    "h200": Hardware("NVIDIA H200", 141, 989, 4800),
-    "a100": Hardware("NVIDIA A100 80GB", 80, 312, 2039),
+    "tpu-v4": Hardware("TPU v4 chip", 32, 275, 1200, ("TPU v4",)),
+    "tpu-v5e": Hardware("TPU v5e chip", 16, 197, 819, ("TPU v5 lite", "TPU v5e")),
+    "tpu-v5p": Hardware("TPU v5p chip", 95, 459, 2765, ("TPU v5p",)),
+    "tpu-v6e": Hardware("TPU v6e chip", 32, 918, 1640, ("TPU v6 lite",)),
+    "h100": Hardware("NVIDIA H100 80GB", 80, 989, 3350, ("NVIDIA H100 80GB HBM3",)),
+    "h200": Hardware("NVIDIA H200", 141, 989, 4800, ("NVIDIA H200",)),
+    "a100": Hardware("NVIDIA A100 80GB", 80, 312, 2039, ("NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-40GB")),
     "cpu": Hardware("CPU host (24 GiB)", 24, 0.2, 20),
 }
+
+
+def peak_flops_of_device_kind(kind: str) -> float | None:
+    """The vendor dense bf16 peak FLOP/s of a JAX `device_kind`, or None when it is not in HARDWARE."""
+    for hardware in HARDWARE.values():
+        if kind in hardware.device_kinds:
+            return hardware.peak_tflops * 1e12
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

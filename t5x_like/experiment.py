@@ -134,8 +134,8 @@ def check_workdir(config: ml_collections.ConfigDict, layout: Layout) -> None:
     with open(path) as f:
         previous = _shared_part(json.load(f))
     current = _shared_part(json.loads(config.to_json_best_effort(sort_keys=True)))
-    if previous != current:
-        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    changed = io_utils.changed_keys(previous, current)
+    if changed:
         raise ExperimentError(
             f"{layout.workdir} holds experiment {previous.get('experiment')!r} with a different config "
             f"(sections differ: {changed}); use a new --workdir, or delete the old one to start over")
@@ -334,11 +334,11 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str, stages: list[str] |
     """What would run, with model shapes, mesh and per-device memory on `config.hardware`; runs nothing."""
     from t5x_like import estimates, partitioning, trainer
     from t5x_like.data import mixtures
-    from t5x_like.models import sources
+    from t5x_like import model_dirs
 
     layout = Layout(workdir)
     steps = plan(config, list(stages or STAGES))
-    model = sources.model_config(config.model)
+    model = model_dirs.model_config(config.model)
     hardware, devices = estimates.parse_hardware(config.hardware)
     data, fsdp, tensor = partitioning.resolve_mesh_shape(tuple(config.partitioning.mesh_shape), devices)
     t = config.train

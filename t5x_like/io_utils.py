@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from typing import Any, Iterable, Iterator
 
 from t5x_like.errors import UserError
@@ -94,6 +95,15 @@ def iter_jsonl(path: str) -> Iterator[tuple[int, Any]]:
 def read_jsonl(path: str) -> list[dict[str, Any]]:
     """All rows of a jsonl file (blank lines skipped); a malformed line raises naming the file and line number."""
     return [row for _, row in iter_jsonl(path)]
+
+
+def changed_keys(stored: Mapping[str, Any], current: Mapping[str, Any], keys: Iterable[str] | None = None
+                 ) -> list[str]:
+    """The keys (all, or `keys`) whose JSON values differ between a stored identity and the current
+    one: the one comparison behind every workdir guard (training, evaluation, experiment)."""
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    return [k for k in (sorted(set(stored) | set(current)) if keys is None else keys)
+            if not same(stored.get(k), current.get(k))]
 
 
 @contextlib.contextmanager

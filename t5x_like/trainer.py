@@ -25,10 +25,10 @@ from jax.experimental import multihost_utils
 
 from t5x_like import checkpoints, hf_io, io_utils, optimizers, train_data
 from t5x_like.errors import UserError
-from t5x_like.estimates import train_flops_per_token
+from t5x_like.estimates import peak_flops_of_device_kind, train_flops_per_token
 from t5x_like.memory import check_program
 from t5x_like.models import lora as lora_lib
-from t5x_like.models import sources
+from t5x_like import model_dirs
 from t5x_like.models.api import DecoderModel
 from t5x_like.models.config import LoraConfig, ModelConfig
 from t5x_like.partitioning import Partitioner, initialize_distributed
@@ -37,10 +37,6 @@ from t5x_like.train_state import TrainState, init_state, split_trainable, state_
 
 log = logging.getLogger(__name__)
 Batch = dict[str, jax.Array]
-# Dense bf16 peak FLOP/s per chip (vendor figures) by `device.device_kind`, for MFU.
-PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
-              "TPU v6 lite": 918e12, "NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H200": 989e12,
-              "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA A100-SXM4-40GB": 312e12}
 
 
 class NonFiniteError(UserError, FloatingPointError):
@@ -124,10 +120,8 @@ def peak_flops_per_device(train_cfg: Any) -> float:
     """Configured peak, else the vendor figure for this chip, else a measured matmul rate shared by the CPU's devices."""
     if train_cfg.peak_tflops_per_device:
         return train_cfg.peak_tflops_per_device * 1e12
-    kind = jax.devices()[0].device_kind
-    if kind in PEAK_FLOPS:
-        return PEAK_FLOPS[kind]
-    return measured_matmul_flops() / jax.local_device_count()
+    vendor = peak_flops_of_device_kind(jax.devices()[0].device_kind)
+    return vendor if vendor is not None else measured_matmul_flops() / jax.local_device_count()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,8 +165,8 @@ class Setup:
 
 def resolve_model(config: ml_collections.ConfigDict) -> tuple[str, ModelConfig]:
     """(HF dir, ModelConfig with the train section's LoRA and the model section's numerics)."""
-    model_dir = sources.resolve_model_dir(config.model)
-    base = sources.model_config(config.model, model_dir)
+    model_dir = model_dirs.resolve_model_dir(config.model)
+    base = model_dirs.model_config(config.model, model_dir)
     return model_dir, base.replace(lora=lora_config(config.train))  # re-validated: bad targets / rank raise
 
 

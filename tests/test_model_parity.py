@@ -237,12 +237,12 @@ def test_real_smollm2_logits_match_transformers():
     torch = pytest.importorskip("torch")
     import transformers
 
-    from t5x_like.models import sources
+    from t5x_like import model_dirs
 
     model_cfg = _config_module("smollm2_135m").get_config()
-    model_dir = sources.resolve_model_dir(model_cfg)
+    model_dir = model_dirs.resolve_model_dir(model_cfg)
     config, params = hf_io.load_model_dir(model_dir)
-    expected = sources.model_config(model_cfg)
+    expected = model_dirs.model_config(model_cfg)
     assert config.replace(rms_norm_eps=expected.rms_norm_eps) == expected  # GGUF stores eps as float32
     tokens = np.random.default_rng(0).integers(0, config.vocab_size, size=(2, 40))
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()

@@ -29,7 +29,7 @@ import flax.linen as nn
 from jax.sharding import PartitionSpec as P
 from configs import base
 from configs.models import tiny
-from t5x_like.models import sources
+from t5x_like import model_dirs
 from t5x_like.models.config import LoraConfig
 from t5x_like.models.llama import init_params
 from t5x_like.partitioning import Partitioner
@@ -38,7 +38,7 @@ from t5x_like.train_state import init_state, split_trainable, state_logical_spec
 cfg = base.get_partitioning_config()
 cfg.mesh_shape = (2, 2, 2)
 part = Partitioner.from_config(cfg)
-model = sources.model_config(tiny.get_config()).replace(lora=LoraConfig(rank=4, targets=("q_proj", "v_proj")))
+model = model_dirs.model_config(tiny.get_config()).replace(lora=LoraConfig(rank=4, targets=("q_proj", "v_proj")))
 boxed = jax.eval_shape(lambda: init_params(model, jax.random.PRNGKey(0)))
 specs = nn.get_partition_spec(boxed)
 mesh_specs = jax.tree.map(part.mesh_spec, specs, is_leaf=lambda x: isinstance(x, P))

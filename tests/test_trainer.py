@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from t5x_like import checkpoints, optimizers, train_data, trainer
-from t5x_like.models import sources
+from t5x_like import model_dirs
 from t5x_like.models.api import DecoderModel
 from t5x_like.partitioning import PartitioningError
 from t5x_like.tokenization import load_tokenizer
@@ -144,7 +144,7 @@ def test_masked_loss_equals_hf_causal_lm_loss(model_cache, llama_tokenizer):
     import transformers
     from t5x_like import hf_io
     cfg = smoke_config(pathlib.Path("."), model_cache)
-    model_dir = sources.resolve_model_dir(cfg.model)
+    model_dir = model_dirs.resolve_model_dir(cfg.model)
     model_cfg, params = hf_io.load_model_dir(model_dir)
     tok = llama_tokenizer
     seqs = [train_data.tokenize_example(p, t, tok.encode, tok.eos_id, loss_on="target_only", learn_eos=True)
@@ -186,7 +186,7 @@ def test_workdir_of_another_experiment_is_refused(tmp_path, mixture, model_cache
     workdir = tmp_path / "wd"
     workdir.mkdir()
     other = trainer.run_identity(smoke_config(mixture, model_cache, **{"train.lora.rank": 4}),
-                                 sources.model_config(smoke_config(mixture, model_cache).model)
+                                 model_dirs.model_config(smoke_config(mixture, model_cache).model)
                                  .replace(lora=trainer.lora_config(smoke_config(mixture, model_cache, **{"train.lora.rank": 4}).train)))
     (workdir / checkpoints.IDENTITY_FILE).write_text(json.dumps(other))
     (workdir / "checkpoints" / "4").mkdir(parents=True)  # that run got as far as a checkpoint

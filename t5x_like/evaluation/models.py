@@ -53,11 +53,11 @@ class Engines:
 
     def get(self, role: str) -> Engine:
         if role not in self._engines:
-            from t5x_like.models import sources
+            from t5x_like import model_dirs
 
             spec = self.specs[role]
             model_dir = spec.adapter_over or spec.path
-            engine = Engine.load(model_dir, sources.model_config(self.model_section, model_dir), self.partitioner,
+            engine = Engine.load(model_dir, model_dirs.model_config(self.model_section, model_dir), self.partitioner,
                                  adapter_dir=spec.path if spec.adapter_over else None, progress=False,
                                  **self.options)
             if self.max_memory_fraction is not None:
@@ -70,13 +70,13 @@ class Engines:
 def model_specs(config: ml_collections.ConfigDict, settings: Sequence[Setting], needs_model: set[str]
                 ) -> dict[str, ModelSpec]:
     """The model of every role that has work; a tuned role without a model is an error."""
-    from t5x_like.models import sources
+    from t5x_like import model_dirs
 
     base_dir: list[str] = []
 
     def resolve_base() -> str:
         if not base_dir:
-            base_dir.append(sources.resolve_model_dir(config.model))
+            base_dir.append(model_dirs.resolve_model_dir(config.model))
         return base_dir[0]
 
     specs = {}

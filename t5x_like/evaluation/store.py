@@ -149,10 +149,9 @@ def check_identity(workdir: str, current: Mapping[str, Any]) -> None:
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             stored = json.load(f)
-        same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-        changed = [k for k in IDENTITY_KEYS if k != "models" and not same(stored.get(k), current.get(k))]
-        changed += [f"models.{role}" for role, spec in current["models"].items()
-                    if role in stored["models"] and not same(stored["models"][role], spec)]
+        changed = io_utils.changed_keys(stored, current, [k for k in IDENTITY_KEYS if k != "models"])
+        shared_roles = [role for role in current["models"] if role in stored["models"]]
+        changed += [f"models.{role}" for role in io_utils.changed_keys(stored["models"], current["models"], shared_roles)]
         if changed:
             raise EvalConfigError(f"{workdir} holds results of another evaluation (it differs in {changed}); "
                                   f"use a new --workdir or restore those settings")
