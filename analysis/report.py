@@ -322,6 +322,7 @@ def _write_correlations(table: pd.DataFrame, output_dir: str) -> list[Block]:
                 "Correlation across tasks between tuned and base in-context settings", display)
     main = display[table["subset"].to_numpy() == "all"]
     rest = display[table["subset"].to_numpy() != "all"]
+    atomic_write_text(os.path.join(output_dir, "correlations_all.md"), main_table_text(table))
     blocks = [Block("h2", "H1: correlation across tasks (all tasks)"),
               Block("table", main, "Seed means; subset 'all'. Full precision in correlations.csv.")]
     if len(rest):

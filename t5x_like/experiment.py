@@ -17,15 +17,18 @@ import copy
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import ml_collections
 from absl import logging
 
 from t5x_like import io_utils
-from t5x_like.settings import get_setting, trained_model
 from t5x_like.errors import UserError
+from t5x_like.settings import get_setting, trained_model
 
 STAGES = ("prepare", "evaluate_base", "train", "evaluate_tuned", "analyze")
 HOST_STAGES = ("prepare", "analyze")  # JAX-free: in a multi-process run only the writing process runs them
@@ -116,6 +119,7 @@ def check_stages(stages: list[str]) -> None:
         raise ExperimentError(f"unknown stage(s) {unknown}; choose from {','.join(STAGES)}")
 
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `launch` is importable
 LAUNCH_KEYS = ("process_id", "coordinator_address")  # partitioning keys of how a run was started, not what it is
 
 
@@ -252,17 +256,28 @@ def results_dirs(config: ml_collections.ConfigDict, layout: Layout) -> list[str]
     return [d for d in dirs if os.path.exists(os.path.join(d, "scores.csv"))]
 
 
-def stage_analyze(config: ml_collections.ConfigDict, layout: Layout) -> dict[str, Any]:
-    """Correlations, tables, figures and the report over every results dir."""
-    from analysis import report
+def analysis_argv(dirs: Sequence[str], output_dir: str, analysis_cfg: ml_collections.ConfigDict,
+                  python: str = sys.executable) -> list[str]:
+    """`launch.analyze` over results dirs with a config's analysis section. The library never imports
+    the analysis package (it reads results only); the analyze stage and the sweep run it like a user."""
+    return [python, "-m", "launch.analyze", f"--results={','.join(dirs)}", f"--output_dir={output_dir}",
+            f"--subset={analysis_cfg.subsets}", f"--n_bootstrap={analysis_cfg.bootstrap_samples}",
+            f"--seed={analysis_cfg.seed}"]
 
+
+def stage_analyze(config: ml_collections.ConfigDict, layout: Layout) -> dict[str, Any]:
+    """Correlations, tables, figures and the report over every results dir (`launch.analyze`)."""
     dirs = results_dirs(config, layout)
     if not dirs:
         raise ExperimentError(f"no scores.csv under {layout.path('eval')}: run the evaluate stages first")
-    correlations = report.run_analysis(dirs, layout.analysis, parse_list(config.analysis.subsets),
-                                       n_bootstrap=config.analysis.bootstrap_samples, seed=config.analysis.seed)
+    code = subprocess.call(analysis_argv(dirs, layout.analysis, config.analysis), cwd=REPO_ROOT)
+    if code:
+        raise ExperimentError(f"launch.analyze exited with status {code} (its message is above)")
+    correlations = os.path.join(layout.analysis, "correlations.csv")
+    with open(correlations, encoding="utf-8") as f:
+        rows = sum(1 for line in f if line.strip()) - 1
     return {"analysis_dir": layout.analysis, "report": os.path.join(layout.analysis, "report.html"),
-            "correlations": os.path.join(layout.analysis, "correlations.csv"), "rows": len(correlations)}
+            "correlations": correlations, "rows": rows}
 
 
 def plan(config: ml_collections.ConfigDict, stages: list[str]) -> list[tuple[str, Callable[[Layout], dict]]]:
@@ -322,12 +337,12 @@ def summary_markdown(summary: dict[str, Any], layout: Layout) -> str:
 
 
 def headline_table(layout: Layout) -> str:
-    """The 'all tasks' rows of correlations.csv as Markdown ('' before the analysis ran)."""
-    import pandas as pd
-    from analysis import report
-
-    path = os.path.join(layout.analysis, "correlations.csv")
-    return report.main_table_text(pd.read_csv(path)) if os.path.exists(path) else ""
+    """The analysis's 'all tasks' correlation table (correlations_all.md; '' before the analysis ran)."""
+    path = os.path.join(layout.analysis, "correlations_all.md")
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as f:
+        return f.read().rstrip("\n")
 
 
 def dry_run(config: ml_collections.ConfigDict, workdir: str, stages: list[str] | None = None) -> str:

@@ -28,7 +28,7 @@ from ml_collections import config_flags
 
 from t5x_like import io_utils
 from t5x_like.errors import UserError
-from t5x_like.experiment import parse_list
+from t5x_like.experiment import analysis_argv, parse_list
 from t5x_like.settings import get_setting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -194,10 +194,7 @@ def analyze_command(sweep_cfg: ml_collections.ConfigDict, group: Sequence[SweepR
         raise SweepError(f"no results yet for setup {group[0].setup}: none of {[r.name for r in group]} has "
                          f"eval/*/scores.csv; run them first (--run_index)")
     analysis = load_config(group[0].config, group[0].overrides).analysis
-    command = [sweep_cfg.python, "-m", "launch.analyze", f"--results={','.join(dirs)}",
-               f"--output_dir={output_dir}", f"--subset={analysis.subsets}",
-               f"--n_bootstrap={analysis.bootstrap_samples}", f"--seed={analysis.seed}"]
-    return command, missing
+    return analysis_argv(dirs, output_dir, analysis, sweep_cfg.python), missing
 
 
 def run_analyses(sweep_cfg: ml_collections.ConfigDict, runs: Sequence[SweepRun], output_dir: str) -> int:
