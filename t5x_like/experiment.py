@@ -162,7 +162,7 @@ def _read_marker(marker: str) -> dict[str, Any]:
         return json.load(f)
 
 
-def _timed(stage: str, layout: Layout, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def run_stage_once(stage: str, layout: Layout, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Runs a stage unless its marker exists; writes the marker (what ran, how long, outputs) last.
 
     Multi-process runs: every process runs the JAX stages together (SPMD); a host stage runs on the
@@ -280,7 +280,7 @@ def stage_analyze(config: ml_collections.ConfigDict, layout: Layout) -> dict[str
             "correlations": correlations, "rows": rows}
 
 
-def plan(config: ml_collections.ConfigDict, stages: list[str]) -> list[tuple[str, Callable[[Layout], dict]]]:
+def stage_plan(config: ml_collections.ConfigDict, stages: list[str]) -> list[tuple[str, Callable[[Layout], dict]]]:
     """(marker name, stage function) in execution order; tuned stages expand per (format, seed)."""
     check_stages(stages)
     runs = tuned_runs(config)
@@ -309,12 +309,12 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, stages: list
 
     partitioning.initialize_distributed(config.partitioning)  # first: jax.distributed must precede any JAX use
     layout = Layout(workdir)
-    steps = plan(config, list(stages or STAGES))
+    steps = stage_plan(config, list(stages or STAGES))
     check_workdir(config, layout)
     io_utils.barrier("workdir checked")  # every process has compared config.json before it is (re)written
     io_utils.atomic_write_text(layout.path("config.json"), config.to_json_best_effort(indent=2, sort_keys=True))
     io_utils.atomic_write_json(layout.path("provenance.json"), io_utils.provenance(experiment=config.experiment))
-    records = [_timed(name, layout, lambda fn=fn: fn(layout)) for name, fn in steps]
+    records = [run_stage_once(name, layout, lambda fn=fn: fn(layout)) for name, fn in steps]
     summary = {"experiment": config.experiment, "workdir": workdir, "stages": records}
     io_utils.atomic_write_json(layout.path("summary.json"), summary)
     io_utils.atomic_write_text(layout.path("summary.md"), summary_markdown(summary, layout))
@@ -352,7 +352,7 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str, stages: list[str] |
     from t5x_like import model_dirs
 
     layout = Layout(workdir)
-    steps = plan(config, list(stages or STAGES))
+    steps = stage_plan(config, list(stages or STAGES))
     model = model_dirs.model_config(config.model)
     hardware, devices = estimates.parse_hardware(config.hardware)
     data, fsdp, tensor = partitioning.resolve_mesh_shape(tuple(config.partitioning.mesh_shape), devices)

@@ -7,7 +7,7 @@ import pytest
 
 from configs.data import default as default_config
 from t5x_like import io_utils
-from t5x_like.data import formats as F
+from t5x_like.data import formats as prompt_formats
 from t5x_like.data import pipeline
 from t5x_like.data.examples import Example
 
@@ -25,8 +25,8 @@ def nli(i: int, label: str) -> Example:
                    label, ("yes", "no"))
 
 
-ITEM = F.view(nli(0, "yes"))
-EXAMPLES = [F.view(nli(5, "no")), F.view(nli(7, "no"))]
+ITEM = prompt_formats.view(nli(0, "yes"))
+EXAMPLES = [prompt_formats.view(nli(5, "no")), prompt_formats.view(nli(7, "no"))]
 
 # §3.2, the [SIM] example, with the second example written out.
 SAMPLEGEN_FAITHFUL = (
@@ -46,113 +46,113 @@ GOLD = (
 
 
 def test_flan_train_faithful_matches_the_original_text():
-    formatted = F.flan_train(INSTRUCTION, "yes", faithful=True)
+    formatted = prompt_formats.flan_train(INSTRUCTION, "yes", faithful=True)
     assert formatted.prompt + formatted.target == (
         "<s>[INST] <<SYS>>\n" + SYS_FLAN + "\n<</SYS>>\n\n" + INSTRUCTION + "[/INST]\nAnswer Solution: yes</s>")
 
 
 def test_flan_default_has_no_special_token_literals_and_test_prompt_is_train_prompt():
-    train = F.flan_train(INSTRUCTION, "yes")
+    train = prompt_formats.flan_train(INSTRUCTION, "yes")
     assert train.prompt == "[INST] <<SYS>>\n" + SYS_FLAN + "\n<</SYS>>\n\n" + INSTRUCTION + "[/INST]"
     assert train.target == "\nAnswer Solution: yes"
-    assert F.flan_test(INSTRUCTION) == F.Formatted(train.prompt, "")
+    assert prompt_formats.flan_test(INSTRUCTION) == prompt_formats.Formatted(train.prompt, "")
 
 
 def test_samplegen_train_faithful_matches_the_original_text():
-    formatted = F.samplegen_train(INSTRUCTION, ITEM, EXAMPLES, faithful=True)
+    formatted = prompt_formats.samplegen_train(INSTRUCTION, ITEM, EXAMPLES, faithful=True)
     assert formatted.prompt + formatted.target == SAMPLEGEN_FAITHFUL
     assert formatted.target.startswith("\n\nExample 1:")
 
 
 def test_samplegen_default_drops_only_the_literals():
-    formatted = F.samplegen_train(INSTRUCTION, ITEM, EXAMPLES)
+    formatted = prompt_formats.samplegen_train(INSTRUCTION, ITEM, EXAMPLES)
     assert formatted.prompt + formatted.target == SAMPLEGEN_FAITHFUL[len("<s>"):-len("</s>")]
     assert "<s>" not in formatted.prompt + formatted.target
 
 
 def test_samplegen_test_prompt_matches_training_prompt_unless_faithful():
-    train_prompt = F.samplegen_train(INSTRUCTION, ITEM, EXAMPLES).prompt
-    assert F.samplegen_test(INSTRUCTION).prompt == train_prompt
-    faithful = F.samplegen_test(INSTRUCTION, faithful=True).prompt
+    train_prompt = prompt_formats.samplegen_train(INSTRUCTION, ITEM, EXAMPLES).prompt
+    assert prompt_formats.samplegen_test(INSTRUCTION).prompt == train_prompt
+    faithful = prompt_formats.samplegen_test(INSTRUCTION, faithful=True).prompt
     assert faithful == "<s>" + train_prompt[: -len("[/INST]")] + "\n[/INST]"
 
 
 def test_gold_pipeline_matches_the_original_text():
-    assert F.gold_pipeline(ITEM, EXAMPLES) == F.Formatted(GOLD, "")
+    assert prompt_formats.gold_pipeline(ITEM, EXAMPLES) == prompt_formats.Formatted(GOLD, "")
 
 
 def test_base_d_is_the_bare_instruction():
-    assert F.base_d(INSTRUCTION).prompt == INSTRUCTION
-    assert F.base_d(INSTRUCTION, faithful=True).prompt == "\n" + INSTRUCTION
+    assert prompt_formats.base_d(INSTRUCTION).prompt == INSTRUCTION
+    assert prompt_formats.base_d(INSTRUCTION, faithful=True).prompt == "\n" + INSTRUCTION
 
 
 def test_samplegen_pipeline_input_cuts_after_the_first_answer_solution():
     response = "\n\nExample 1:\nA 1: x\nAnswer 1: no\n\nSolution:\nA Solution: y\nAnswer Solution: yes\nAnswer Solution: no"
-    assert F.samplegen_pipeline_input(response) == response[: response.index("yes")].rstrip(" ")
-    assert F.samplegen_pipeline_input("no marker here") == "no marker here"
+    assert prompt_formats.samplegen_pipeline_input(response) == response[: response.index("yes")].rstrip(" ")
+    assert prompt_formats.samplegen_pipeline_input("no marker here") == "no marker here"
 
 
 def test_view_puts_options_last_under_the_tasks_name_or_omits_them():
     item = Example("hellaswag", "1", (("context", "A man"),), "runs", ("runs", "sits"))
-    assert F.view(item, options_field="endings").fields == (("context", "A man"), ("endings", "runs; sits"))
-    assert F.view(item, options_field=None).fields == (("context", "A man"),)
-    assert F.view(item, quoted_options=True).fields[-1] == ("options", '"runs", "sits"')
+    assert prompt_formats.view(item, options_field="endings").fields == (("context", "A man"), ("endings", "runs; sits"))
+    assert prompt_formats.view(item, options_field=None).fields == (("context", "A man"),)
+    assert prompt_formats.view(item, quoted_options=True).fields[-1] == ("options", '"runs", "sits"')
 
 
 def test_translation_blocks_have_no_example_numbers():
-    pair = F.view(Example("wmt16/de-en", "3", (("sent1", "Hallo"),), "Hello"))
-    assert F.example_block(pair, 2, number_fields=False) == "\nExample 2:\nSent1: Hallo\nAnswer: Hello\n"
+    pair = prompt_formats.view(Example("wmt16/de-en", "3", (("sent1", "Hallo"),), "Hello"))
+    assert prompt_formats.example_block(pair, 2, number_fields=False) == "\nExample 2:\nSent1: Hallo\nAnswer: Hello\n"
 
 
 def test_unified_field_names():
-    text = F.samplegen_train(INSTRUCTION, ITEM, EXAMPLES, unified=True).target
+    text = prompt_formats.samplegen_train(INSTRUCTION, ITEM, EXAMPLES, unified=True).target
     assert "\nExample 2:\nInput 1: Premise number 7.\nInput 2: Hypothesis 7.\nInput 3: yes; no\nAnswer 2: no\n" in text
     assert "\nInput 1 Solution: Premise number 0.\nInput 2 Solution: Hypothesis 0.\nInput 3 Solution: yes; no\n" in text
     assert "Premise 1:" not in text and "Premise Solution" not in text
 
 
 def test_corrupted_examples_and_solution_fields():
-    target = F.samplegen_train(INSTRUCTION, ITEM, EXAMPLES, corrupted=True).target
+    target = prompt_formats.samplegen_train(INSTRUCTION, ITEM, EXAMPLES, corrupted=True).target
     assert target == ("\n\nExample 1:\n\nAnswer 1: \n\nExample 2:\n\nAnswer 2: \n\nSolution:\n"
                       "Premise Solution: None\nHypothesis Solution: None\nOptions Solution: None\n"
                       "Answer Solution: yes\nEND_EXAMPLES\n")
 
 
 def test_no_answer_variant_leaves_the_answer_empty():
-    target = F.samplegen_train(INSTRUCTION, ITEM, EXAMPLES, show_answer=False).target
+    target = prompt_formats.samplegen_train(INSTRUCTION, ITEM, EXAMPLES, show_answer=False).target
     assert target.endswith("\nOptions Solution: yes; no\nAnswer Solution: \nEND_EXAMPLES\n")
     assert "Answer 1: no" in target
 
 
 def test_gold_pipeline_ablation_numbering():
-    prompt = F.gold_pipeline(ITEM, EXAMPLES, renumber_fields=False).prompt
+    prompt = prompt_formats.gold_pipeline(ITEM, EXAMPLES, renumber_fields=False).prompt
     assert "\nExample 2:\nPremise 1: Premise number 7.\nHypothesis 1: Hypothesis 7.\nOptions 1: yes; no\nAnswer 2: no\n" in prompt
 
 
 def test_bigbench_closed_format_quotes_options_and_cuts_trailing_periods():
-    assert F.bigbench_instruction("Is it?", ["Yes.", "No"]) == 'Question: Is it?\n"Yes", "No"'
+    assert prompt_formats.bigbench_instruction("Is it?", ["Yes.", "No"]) == 'Question: Is it?\n"Yes", "No"'
     item = Example("causal_judgment", "0", (("input", "Is it?"),), "Yes.", ("Yes.", "No"))
-    gold = F.gold_pipeline(F.bigbench_view(item), [F.bigbench_view(item)]).prompt
+    gold = prompt_formats.gold_pipeline(prompt_formats.bigbench_view(item), [prompt_formats.bigbench_view(item)]).prompt
     assert gold.endswith('\nSolution:\nQuestion Solution: Is it?\nOptions Solution: "Yes", "No"\nAnswer Solution:')
     assert gold.startswith('Example 1:\nQuestion 1: Is it?\nOptions 1: "Yes", "No"\nAnswer 1: Yes.\n')
 
 
 def test_bigbench_ladder_grows_more_ornate_and_keeps_the_content():
-    texts = [F.bigbench_instruction("Q?", ["a", "b"], f"bad_prompt_{k}") for k in range(1, 7)]
+    texts = [prompt_formats.bigbench_instruction("Q?", ["a", "b"], f"bad_prompt_{k}") for k in range(1, 7)]
     assert all("Q?" in text and '"a", "b"' in text for text in texts)
     assert [len(text) for text in texts] == sorted(len(text) for text in texts)
     assert len(set(texts)) == 6
 
 
 def test_adv_style_letters_options():
-    text = F.bigbench_instruction("Q?", ["first", "second."], "adv")
-    assert text.startswith('Q?\n(a) "first", (b) "second"\n') and text.endswith(F.ADV_INJECTION)
-    assert F.letter_options(["x", "y", "z"]) == ("(a) x", "(b) y", "(c) z")
+    text = prompt_formats.bigbench_instruction("Q?", ["first", "second."], "adv")
+    assert text.startswith('Q?\n(a) "first", (b) "second"\n') and text.endswith(prompt_formats.ADV_INJECTION)
+    assert prompt_formats.letter_options(["x", "y", "z"]) == ("(a) x", "(b) y", "(c) z")
 
 
 def test_unknown_bigbench_style_raises():
     with pytest.raises(ValueError, match="bad_prompt_7"):
-        F.bigbench_instruction("Q?", ["a"], "bad_prompt_7")
+        prompt_formats.bigbench_instruction("Q?", ["a"], "bad_prompt_7")
 
 
 # --- golden snapshots: real tasks, real templates, every format ------------------------------

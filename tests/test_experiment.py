@@ -28,7 +28,7 @@ def test_plan_expands_tuned_stages_per_format_and_seed():
     config = load()
     config.tuning.formats = "flan,samplegen_unified"
     config.tuning.seeds = "1,2"
-    names = [name for name, _ in experiment.plan(config, list(experiment.STAGES))]
+    names = [name for name, _ in experiment.stage_plan(config, list(experiment.STAGES))]
     assert names == ["prepare", "evaluate_base",
                      "train/flan_seed1", "train/flan_seed2", "train/samplegen_unified_seed1",
                      "train/samplegen_unified_seed2", "evaluate_tuned/flan_seed1", "evaluate_tuned/flan_seed2",
@@ -39,7 +39,7 @@ def test_plan_expands_tuned_stages_per_format_and_seed():
 def test_bad_stage_and_format_names_fail_before_work():
     config = load()
     with pytest.raises(experiment.ExperimentError, match="unknown stage"):
-        experiment.plan(config, ["prepare", "evaluate"])
+        experiment.stage_plan(config, ["prepare", "evaluate"])
     config.tuning.formats = "flan,gold_pipeline"
     with pytest.raises(experiment.ExperimentError, match="unknown training format"):
         experiment.tuned_runs(config)

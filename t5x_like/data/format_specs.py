@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from t5x_like.data import formats as F
+from t5x_like.data import formats as prompt_formats
 
 TRAIN = "train"
 TEST = "test"
@@ -46,7 +46,7 @@ def _format_specs() -> dict[str, FormatSpec]:
         FormatSpec("gold_pipeline_unified", "gold_pipeline", (TEST,), unified=True),
         FormatSpec("gold_pipeline_ablation", "gold_pipeline", (TEST,), ablation=True),
     ]
-    for style in F.BIGBENCH_STYLES[1:]:
+    for style in prompt_formats.BIGBENCH_STYLES[1:]:
         for kind in ("flan", "samplegen", "base_d"):
             specs.append(FormatSpec(f"{kind}_{style}", kind, (TEST,), bigbench_style=style, bigbench_only=True))
     return {spec.name: spec for spec in specs}

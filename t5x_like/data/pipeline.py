@@ -24,7 +24,7 @@ from absl import logging
 import tqdm
 
 from t5x_like import io_utils
-from t5x_like.data import formats as F
+from t5x_like.data import formats as prompt_formats
 from t5x_like.data.format_specs import FORMATS, TEST, TRAIN, FormatSpec
 from t5x_like.data import mixtures
 from t5x_like.data import sources
@@ -163,12 +163,12 @@ class Shown:
     """An item under its drawn template: instruction text, field view and the template (None: BIG-bench)."""
 
     instruction: str
-    view: F.View
+    view: prompt_formats.View
     template_id: str
     template: templates.Template | None
 
 
-def _task_view(example: Example) -> F.View:
+def _task_view(example: Example) -> prompt_formats.View:
     """The field-block view of an example whose label is already its template's target.
 
     The options line is left out only where the registry says the options are already shown as
@@ -177,7 +177,7 @@ def _task_view(example: Example) -> F.View:
     options_field = registry.get_task(example.task).options_field
     if options_field is None and not set(example.options) <= {text for _, text in example.fields}:
         options_field = "options"
-    return F.view(example, options_field=options_field)
+    return prompt_formats.view(example, options_field=options_field)
 
 
 def targeted(template: templates.Template, example: Example) -> Example:
@@ -193,16 +193,16 @@ def targeted(template: templates.Template, example: Example) -> Example:
 def show(item: Example, seed: int, bigbench_style: str = "closed") -> Shown:
     """Draw the item's template (seeded by task, id and seed) and render it."""
     if is_bigbench_style(item.task):
-        instruction = F.bigbench_instruction(F.bigbench_question(item), item.options, bigbench_style)
-        return Shown(instruction, F.bigbench_view(item), f"bigbench_{bigbench_style}", None)
+        instruction = prompt_formats.bigbench_instruction(prompt_formats.bigbench_question(item), item.options, bigbench_style)
+        return Shown(instruction, prompt_formats.bigbench_view(item), f"bigbench_{bigbench_style}", None)
     template = templates.draw_template(item.task, item.id, seed)
     return Shown(templates.render(template, item), _task_view(targeted(template, item)), template.id, template)
 
 
-def example_view(example: Example, shown: Shown, seed: int) -> F.View:
+def example_view(example: Example, shown: Shown, seed: int) -> prompt_formats.View:
     """An in-context example under the item's template (same task) or its own seeded template."""
     if is_bigbench_style(example.task):
-        return F.bigbench_view(example)
+        return prompt_formats.bigbench_view(example)
     if shown.template is not None and example.task == shown.view.example.task:
         return _task_view(targeted(shown.template, example))
     return show(example, seed).view
@@ -238,19 +238,19 @@ def format_item(item: Example, spec: FormatSpec, split: str, ctx: Context) -> di
     views = [example_view(example, shown, ctx.seed) for example in examples]
     numbered = is_bigbench_style(item.task) or registry.get_task(item.task).cluster != "translation_nlg"
     if spec.kind == "flan":
-        formatted = (F.flan_train(shown.instruction, shown.view.answer, faithful=ctx.faithful)
-                     if split == TRAIN else F.flan_test(shown.instruction, faithful=ctx.faithful))
+        formatted = (prompt_formats.flan_train(shown.instruction, shown.view.answer, faithful=ctx.faithful)
+                     if split == TRAIN else prompt_formats.flan_test(shown.instruction, faithful=ctx.faithful))
     elif spec.kind == "base_d":
-        formatted = F.base_d(shown.instruction, faithful=ctx.faithful)
+        formatted = prompt_formats.base_d(shown.instruction, faithful=ctx.faithful)
     elif spec.kind == "samplegen" and split == TEST:
-        formatted = F.samplegen_test(shown.instruction, faithful=ctx.faithful)
+        formatted = prompt_formats.samplegen_test(shown.instruction, faithful=ctx.faithful)
     elif spec.kind == "samplegen":
-        formatted = F.samplegen_train(
+        formatted = prompt_formats.samplegen_train(
             shown.instruction, shown.view, views, faithful=ctx.faithful, number_fields=numbered,
             unified=spec.unified, corrupted=spec.corrupted, show_answer=spec.show_answer,
         )
     else:
-        formatted = F.gold_pipeline(
+        formatted = prompt_formats.gold_pipeline(
             shown.view, views, unified=spec.unified, number_fields=numbered,
             renumber_fields=not (ctx.faithful and spec.ablation),
         )
