@@ -41,6 +41,8 @@ flags.DEFINE_list("torch_batch_sizes", ["16", "4"], "PyTorch batch sizes to time
 flags.DEFINE_integer("repeats", 2, "Whole-process runs per side.")
 flags.DEFINE_list("torch_threads", ["0", "1"], "PyTorch OMP thread counts to time (0 = its default, one per core); "
                   "the fastest is the baseline (under oversubscription one thread can be far faster).")
+flags.DEFINE_list("cpu_devices", ["1"], "Our side on N fake host devices (XLA_FLAGS), rows over the data axis "
+                  "(--mesh_shape=N,1,1): measures the CLI's CPU default of one device against N.")
 flags.DEFINE_string("data_dir", None, "Task data (default $T5X_LIKE_DATA_DIR or ../shared/data/tasks).")
 
 
@@ -162,11 +164,18 @@ def drive() -> dict[str, Any]:
     with open(req_path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in requests)
     torch_configs = [(int(t), int(b)) for t in FLAGS.torch_threads for b in FLAGS.torch_batch_sizes]
-    runs: dict[str, list[dict[str, Any]]] = {"jax": [], **{f"torch_threads_{t}_batch_{b}": [] for t, b in torch_configs}}
+    devices = [int(n) for n in FLAGS.cpu_devices]
+    if 1 not in devices:
+        raise app.UsageError("--cpu_devices must include 1: the single-device run is the one compared with PyTorch")
+    ours = {n: "jax" if n == 1 else f"jax_{n}_cpu_devices" for n in devices}
+    runs: dict[str, list[dict[str, Any]]] = {**{name: [] for name in ours.values()},
+                                             **{f"torch_threads_{t}_batch_{b}": [] for t, b in torch_configs}}
     for _ in range(FLAGS.repeats):
-        runs["jax"].append(our_run_details(timed_process([
-            sys.executable, "-m", "launch.score", f"--model={model_dir}", f"--requests={req_path}",
-            f"--output={tmp}/jax.jsonl", f"--batch_size={FLAGS.batch_size}"])))
+        for n, name in ours.items():
+            runs[name].append(our_run_details(timed_process([
+                sys.executable, "-m", "launch.score", f"--model={model_dir}", f"--requests={req_path}",
+                f"--output={tmp}/{name}.jsonl", f"--batch_size={FLAGS.batch_size}", f"--mesh_shape={n},1,1"],
+                env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"} if n > 1 else None)))
         for threads, batch_size in torch_configs:
             runs[f"torch_threads_{threads}_batch_{batch_size}"].append(timed_process([
                 sys.executable, "-m", "benchmarks.bench_scoring", "--role=torch", f"--model={model_dir}",
@@ -174,6 +183,7 @@ def drive() -> dict[str, Any]:
                 threads=threads))
     medians = {name: statistics.median(r["wall_s"] for r in rs) for name, rs in runs.items()}
     jax_s = medians.pop("jax")
+    devices_s = {name: medians.pop(name) for name in ours.values() if name != "jax"}
     torch_s = min(medians.values())
     lengths = [r["num_tokens_total"] for r in requests]
     return {
@@ -182,7 +192,8 @@ def drive() -> dict[str, Any]:
         "requests": {"count": len(requests), "tokens_min": min(lengths), "tokens_max": max(lengths),
                      "tokens_mean": round(statistics.mean(lengths), 1), "tokens_total": sum(lengths),
                      "sources": "cosmos_qa, rte, bool_q eval splits (lm-eval style prompts)"},
-        "jax_wall_s_median": jax_s, "torch_wall_s_median": torch_s, "torch_medians_by_config": medians,
+        "jax_wall_s_median": jax_s, "jax_cpu_devices_wall_s_median": devices_s,
+        "torch_wall_s_median": torch_s, "torch_medians_by_config": medians,
         "speedup": round(torch_s / jax_s, 2),
         "runs": runs, "agreement": compare_outputs(f"{tmp}/jax.jsonl", f"{tmp}/torch.jsonl"),
         "mfu": in_process_mfu(model_dir, requests, FLAGS.batch_size),
@@ -200,7 +211,8 @@ def main(argv: list[str]) -> None:
         for run in runs:
             run.pop("stderr_tail", None)  # torch runs; ours were parsed by our_run_details
     path = write_results("scoring", results)
-    print(json.dumps({k: results[k] for k in ("jax_wall_s_median", "torch_medians_by_config", "speedup", "agreement", "mfu")},
+    print(json.dumps({k: results[k] for k in ("jax_wall_s_median", "jax_cpu_devices_wall_s_median",
+                                              "torch_medians_by_config", "speedup", "agreement", "mfu")},
                      indent=1))
     print(f"wrote {path}")
 

@@ -19,10 +19,10 @@ def machine_state() -> dict[str, Any]:
     return {"loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
 
 
-def timed_process(cmd: list[str], threads: int = 0) -> dict[str, Any]:
-    """Runs one whole process (with OMP_NUM_THREADS=threads when > 0), returning wall seconds, load
-    before/after and the tail of its stderr."""
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+def timed_process(cmd: list[str], threads: int = 0, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Runs one whole process (with OMP_NUM_THREADS=threads when > 0, and `env` added), returning wall
+    seconds, load before/after and the tail of its stderr."""
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}), **(env or {})}
     before = machine_state()
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
