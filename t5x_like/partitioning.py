@@ -126,9 +126,11 @@ class Partitioner:
 
     def shardings_of(self, boxed_tree: Any) -> Any:
         """NamedShardings for every leaf of a boxed tree; unboxed leaves are replicated."""
-        specs = self.logical_specs(boxed_tree)
-        return jax.tree.map(lambda s: self.sharding(s), specs,
-                            is_leaf=lambda x: isinstance(x, PartitionSpec))
+        return self.shardings_for_specs(self.logical_specs(boxed_tree))
+
+    def shardings_for_specs(self, logical_specs: Any) -> Any:
+        """NamedShardings for a tree of logical PartitionSpecs (e.g. an optimizer state's)."""
+        return jax.tree.map(self.sharding, logical_specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
     def replicated(self) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec())

@@ -249,13 +249,9 @@ def abstract_setup(config: ml_collections.ConfigDict, model_dir: str, model_cfg:
     trained_specs, _ = split_trainable(param_specs, train_cfg.mode)
     abstract_state = jax.eval_shape(lambda p: init_state(p, tx, jax.random.PRNGKey(0)), trained_abs)
     state_specs = state_logical_specs(abstract_state, trained_specs)
-    state_shardings = jax.tree.map(partitioner.sharding, state_specs, is_leaf=_is_spec)
+    state_shardings = partitioner.shardings_for_specs(state_specs)
     return Setup(config, model_dir, model_cfg, partitioner, data, validation, steps, tx, schedule,
                  param_shardings, state_shardings, abstract_state, frozen_abs)
-
-
-def _is_spec(x: Any) -> bool:
-    return isinstance(x, jax.sharding.PartitionSpec)
 
 
 def _batch_abstract(setup: Setup, length: int) -> Batch:
