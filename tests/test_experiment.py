@@ -64,10 +64,10 @@ def test_finished_stage_is_skipped_and_marker_written_last(tmp_path):
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        experiment._timed("prepare", layout, failing)
+        experiment.run_stage_once("prepare", layout, failing)
     assert not os.path.exists(layout.marker("prepare"))  # a failed stage never looks finished
-    first = experiment._timed("prepare", layout, lambda: calls.append("ok") or {"n": 1})
-    again = experiment._timed("prepare", layout, lambda: calls.append("again") or {"n": 2})
+    first = experiment.run_stage_once("prepare", layout, lambda: calls.append("ok") or {"n": 1})
+    again = experiment.run_stage_once("prepare", layout, lambda: calls.append("again") or {"n": 2})
     assert calls == ["fail", "ok"] and not first["skipped"] and again["skipped"]
     assert again["outputs"] == {"n": 1}
 
