@@ -90,6 +90,17 @@ def abstract_with_shardings(abstract: Any, shardings: Any) -> Any:
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
 
 
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's adapter directory layout
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+_PEFT_LEAVES = {"lora_a": "A", "lora_b": "B"}
+_PEFT_NAME = re.compile(r"base_model\.model\.(.+)\.lora_([AB])\.weight")
+
+
+def peft_tensor_name(module: str, leaf: str) -> str:
+    """PEFT's name of an adapter matrix: `base_model.model.<hf module>.lora_A.weight` for lora_a."""
+    return f"base_model.model.{module}.lora_{_PEFT_LEAVES[leaf]}.weight"
+
+
 def export_adapter(lora_params: dict[str, Any], config: ModelConfig, out_dir: str,
                    run_config: dict[str, Any]) -> str:
     """Writes the adapter alone as a PEFT directory (adapter_model.safetensors + adapter_config.json).
@@ -102,8 +113,7 @@ def export_adapter(lora_params: dict[str, Any], config: ModelConfig, out_dir: st
     tensors = {}
     for path, value in flat.items():
         module = hf_io.path_to_hf(path[:-1] + ("kernel",))[0].removesuffix(".weight")
-        name = {"lora_a": "lora_A", "lora_b": "lora_B"}[path[-1]]
-        tensors[f"base_model.model.{module}.{name}.weight"] = np.ascontiguousarray(
+        tensors[peft_tensor_name(module, path[-1])] = np.ascontiguousarray(
             np.asarray(multihost_utils.process_allgather(value, tiled=True), np.float32).T)
     if jax.process_index() != 0:
         return out_dir
@@ -114,8 +124,8 @@ def export_adapter(lora_params: dict[str, Any], config: ModelConfig, out_dir: st
         "base_model_name_or_path": run_config.get("model", {}).get("path", ""),
     }
     with io_utils.atomic_directory(out_dir) as tmp:
-        save_file(tensors, os.path.join(tmp, "adapter_model.safetensors"))
-        io_utils.atomic_write_json(os.path.join(tmp, "adapter_config.json"), adapter_config)
+        save_file(tensors, os.path.join(tmp, ADAPTER_WEIGHTS))
+        io_utils.atomic_write_json(os.path.join(tmp, ADAPTER_CONFIG), adapter_config)
         io_utils.atomic_write_json(os.path.join(tmp, "train_config.json"), run_config)
     return out_dir
 
@@ -124,14 +134,14 @@ def read_adapter(adapter_dir: str, param_dtype: Any) -> tuple[LoraConfig, dict[t
     """An exported PEFT adapter (export_adapter's layout) as (LoraConfig, flat host leaves with our paths)."""
     from safetensors import safe_open
 
-    with open(os.path.join(adapter_dir, "adapter_config.json"), encoding="utf-8") as f:
+    with open(os.path.join(adapter_dir, ADAPTER_CONFIG), encoding="utf-8") as f:
         adapter = json.load(f)
     lora = LoraConfig(rank=int(adapter["r"]), alpha=float(adapter["lora_alpha"]), dropout=0.0,
                       targets=tuple(adapter["target_modules"]))
     leaves = {}
-    with safe_open(os.path.join(adapter_dir, "adapter_model.safetensors"), framework="numpy") as f:
+    with safe_open(os.path.join(adapter_dir, ADAPTER_WEIGHTS), framework="numpy") as f:
         for name in f.keys():
-            m = re.fullmatch(r"base_model\.model\.(.+)\.lora_([AB])\.weight", name)
+            m = _PEFT_NAME.fullmatch(name)
             mapped = hf_io.hf_to_path(f"{m[1]}.weight") if m else None
             if mapped is None:
                 raise hf_io.CheckpointError(f"{adapter_dir}: adapter tensor {name!r} names no known projection")

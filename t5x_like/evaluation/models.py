@@ -10,6 +10,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
+from t5x_like import checkpoints
 from t5x_like.engine import Engine
 from t5x_like.evaluation.config import EvalConfigError, EvalOptions
 from t5x_like.evaluation.store import Unit
@@ -30,7 +31,7 @@ def tuned_model_spec(role: str, path: str, base_dir: Callable[[], str]) -> Model
     """A tuned model given as a merged HF dir (config.json) or a LoRA adapter dir (adapter_config.json)."""
     if os.path.isfile(os.path.join(path, "config.json")):
         return ModelSpec(role, os.path.abspath(path))
-    if os.path.isfile(os.path.join(path, "adapter_config.json")):
+    if os.path.isfile(os.path.join(path, checkpoints.ADAPTER_CONFIG)):
         return ModelSpec(role, os.path.abspath(path), adapter_over=base_dir())
     raise EvalConfigError(f"--config.eval.{role}_model={path!r}: neither an HF model dir (config.json) nor a "
                           f"LoRA adapter dir (adapter_config.json); point it at the training export "
