@@ -18,7 +18,8 @@ _SUBSET = flags.DEFINE_list("subset", list(correlations.DEFAULT_SUBSETS),
                             "Task subsets: all, seen, held_out, nlu, nlg, clusters (every cluster "
                             "with >= --min_cluster_tasks tasks), cluster:<name>.")
 _TUNED = flags.DEFINE_list("tuned_settings", list(pairs.TUNED_SETTINGS),
-                           "Tuned settings (their '<name>_...' variants count too); others are base.")
+                           "Main tuned settings analysed, with their variants (role tuned, main_setting in "
+                           "this list: t5x_like/settings.py); partners are the base-role rows.")
 _MIN_CLUSTER_TASKS = flags.DEFINE_integer("min_cluster_tasks", 5, "Smallest cluster correlated.")
 _N_BOOTSTRAP = flags.DEFINE_integer("n_bootstrap", 2000, "Bootstrap resamples for the CIs.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the bootstrap resampling.")
