@@ -77,19 +77,25 @@ def train_table(rows: list[TrainRow]) -> str:
     return "\n".join(lines)
 
 
-def eval_table() -> str:
-    """The sharded engine's largest scoring and generation programs per model and node, per device."""
-    lines = ["| model | hardware | mesh (data, fsdp, tensor) | weights | scoring rows x 4096 | scoring | generation rows "
-             "| KV cache | generation | fits (90%) |", "|---|---|---|---|---|---|---|---|---|---|"]
+def eval_cases():
+    """(model name, ModelConfig, hardware name, mesh, Hardware, InferenceShape) of every evaluation row."""
     for name in MODELS:
         config = sweep.load_config(f"configs/experiments/paper_{name}.py")
         model = model_dirs.model_config(config.model)
         for hardware_name, mesh in EVAL_NODES:
-            hardware, _ = estimates.parse_hardware(hardware_name)
-            e = estimates.estimate_inference(model, estimates.eval_shape(model, config.eval, mesh), hardware)
-            lines.append(f"| {name} | {hardware_name} | {mesh} | {e.weights_gib:.1f} GiB | {e.scoring_rows} "
-                         f"| {e.scoring_gib:.1f} GiB | {e.generation_rows} | {e.kv_cache_gib:.2f} GiB "
-                         f"| {e.generation_gib:.1f} GiB | {'yes' if e.fits else 'NO'} |")
+            yield (name, model, hardware_name, mesh, estimates.parse_hardware(hardware_name)[0],
+                   estimates.eval_shape(model, config.eval, mesh))
+
+
+def eval_table() -> str:
+    """The sharded engine's largest scoring and generation programs per model and node, per device."""
+    lines = ["| model | hardware | mesh (data, fsdp, tensor) | weights | scoring rows x 4096 | scoring | generation rows "
+             "| KV cache | generation | fits (90%) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, model, hardware_name, mesh, hardware, shape in eval_cases():
+        e = estimates.estimate_inference(model, shape, hardware)
+        lines.append(f"| {name} | {hardware_name} | {mesh} | {e.weights_gib:.1f} GiB | {e.scoring_rows} "
+                     f"| {e.scoring_gib:.1f} GiB | {e.generation_rows} | {e.kv_cache_gib:.2f} GiB "
+                     f"| {e.generation_gib:.1f} GiB | {'yes' if e.fits else 'NO'} |")
     return "\n".join(lines)
 
 
@@ -98,20 +104,15 @@ def throughput_table() -> str:
     the most rows whose generation program fits 90% of memory (estimates.max_generation_rows)."""
     lines = ["| model | hardware | mesh | prefill tok/s/chip | engine rows | decode tok/s/chip | rows that fit "
              "| decode tok/s/chip | bound |", "|---|---|---|---|---|---|---|---|---|"]
-    for name in MODELS:
-        config = sweep.load_config(f"configs/experiments/paper_{name}.py")
-        model = model_dirs.model_config(config.model)
-        for hardware_name, mesh in EVAL_NODES:
-            hardware, _ = estimates.parse_hardware(hardware_name)
-            shape = estimates.eval_shape(model, config.eval, mesh)
-            engine = estimates.roofline(model, shape, hardware, estimates.estimate_inference(
-                model, shape, hardware).generation_rows)
-            most = estimates.max_generation_rows(model, shape, hardware)
-            widest = estimates.roofline(model, shape, hardware, most) if most else None
-            lines.append(f"| {name} | {hardware_name} | {mesh} | {engine.prefill_tokens_per_s:,.0f} "
-                         f"| {engine.decode_rows} | {engine.decode_tokens_per_s:,.0f} | {most} "
-                         f"| {f'{widest.decode_tokens_per_s:,.0f}' if widest else '-'} "
-                         f"| {widest.decode_bound if widest else engine.decode_bound} |")
+    for name, model, hardware_name, mesh, hardware, shape in eval_cases():
+        engine = estimates.roofline(model, shape, hardware, estimates.estimate_inference(
+            model, shape, hardware).generation_rows)
+        most = estimates.max_generation_rows(model, shape, hardware)
+        widest = estimates.roofline(model, shape, hardware, most) if most else None
+        lines.append(f"| {name} | {hardware_name} | {mesh} | {engine.prefill_tokens_per_s:,.0f} "
+                     f"| {engine.decode_rows} | {engine.decode_tokens_per_s:,.0f} | {most} "
+                     f"| {f'{widest.decode_tokens_per_s:,.0f}' if widest else '-'} "
+                     f"| {widest.decode_bound if widest else engine.decode_bound} |")
     return "\n".join(lines)
 
 
