@@ -305,9 +305,15 @@ def check_memory(analysis: Any, length: int, max_fraction: float) -> None:
 # ---------------------------------------------------------------------------------------------
 def load_frozen_and_init(setup: Setup) -> tuple[dict, TrainState]:
     """Frozen base weights streamed onto their shardings, and a fresh state (LoRA init from the seed)."""
-    mode = setup.config.train.mode
     base_shardings, _ = lora_lib.split_lora(setup.param_shardings)
     base = hf_io.load_params(setup.model_dir, setup.model_cfg.replace(lora=None), shardings=base_shardings)
+    return frozen_and_init(setup, base)
+
+
+def frozen_and_init(setup: Setup, base: dict) -> tuple[dict, TrainState]:
+    """(frozen params, fresh state) from base weights already on their shardings: LoRA freezes them and
+    initialises adapters from the seed; full fine-tuning trains them (benchmarks pass random bases)."""
+    mode = setup.config.train.mode
     if mode == "lora":
         trained_shardings = setup.state_shardings.params
         init_adapters = jax.jit(
