@@ -5,6 +5,9 @@ For n <= EXACT_MAX_N tasks the p-value is an exact permutation test (all n! pair
 p = min(1, 2 * min(P(null <= obs), P(null >= obs))), the convention of
 ``scipy.stats.permutation_test``); above it, scipy's analytic p-value of the coefficient.
 A correlation with a constant vector is undefined: it is reported as NaN with a note, never 0.
+Partial correlation (Spearman, Pearson) controlling for one covariate: the Pearson r of the residuals
+of both variables after least squares on [1, covariate] (ranks of all three first for Spearman), the
+definition of pingouin's ``partial_corr``; its p-value is the t test with n - 3 degrees of freedom.
 """
 from __future__ import annotations
 
@@ -17,10 +20,14 @@ import numpy as np
 from scipy import stats as sps
 
 METHODS = ("spearman", "pearson", "kendall")
+PARTIAL_METHODS = ("spearman", "pearson")
 EXACT_MAX_N = 8
 MIN_N = 3
 # Two statistics closer than this are treated as equal when comparing against the null distribution.
 _TIE_TOLERANCE = 1e-12
+# A residual this small relative to the centred variable is zero: the variable is a linear function of
+# the covariate and its partial correlation is undefined (rounding would otherwise give any value).
+_RESIDUAL_TOLERANCE = 1e-9
 _SCIPY_FUNCTIONS = {"spearman": sps.spearmanr, "pearson": sps.pearsonr, "kendall": sps.kendalltau}
 
 
@@ -30,7 +37,7 @@ class Correlation:
     coef: float
     p: float
     n: int
-    p_method: str   # "exact permutation" | "scipy" | "" (undefined)
+    p_method: str   # "exact permutation" | "scipy" | "t, <df> df" (partial) | "" (undefined)
     note: str       # "" or a human-readable caveat (constant vector, ties, too few tasks)
 
 
@@ -92,17 +99,23 @@ def _tie_note(values: np.ndarray, label: str) -> str:
     return f"{tied} of {len(values)} {label} scores tied (mid-ranks; Kendall tau-b)" if tied else ""
 
 
+def _paired_vectors(*vectors: Sequence[float]) -> list[np.ndarray]:
+    """The inputs as float vectors, checked: one-dimensional, of equal length, finite."""
+    arrays = [np.asarray(v, float) for v in vectors]
+    if any(a.ndim != 1 or a.shape != arrays[0].shape for a in arrays):
+        raise ValueError(f"correlation needs vectors of equal length, got {[a.shape for a in arrays]}.")
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise ValueError("correlation inputs must be finite (drop missing tasks first).")
+    return arrays
+
+
 def correlation(x: Sequence[float], y: Sequence[float], method: str,
                 labels: tuple[str, str] = ("x", "y")) -> Correlation:
     """Correlation test of two paired vectors, with the caveats a reader needs in ``note``."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"correlation needs two vectors of equal length, got {x.shape} and {y.shape}.")
     if method not in METHODS:
         raise ValueError(f"unknown correlation method {method!r}; expected one of {METHODS}.")
+    x, y = _paired_vectors(x, y)
     n = len(x)
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("correlation inputs must be finite (drop missing tasks first).")
     if n < MIN_N:
         return Correlation(math.nan, math.nan, n, "", f"undefined: only {n} task(s), need >= {MIN_N}")
     constant = [label for label, v in zip(labels, (x, y)) if np.ptp(v) == 0]
@@ -119,20 +132,76 @@ def correlation(x: Sequence[float], y: Sequence[float], method: str,
     return Correlation(coef, p, n, p_method, "; ".join(notes))
 
 
+def _residuals(values_mn: np.ndarray, covariate_mn: np.ndarray) -> np.ndarray:
+    """Residuals of each row of ``values`` after least squares on [1, covariate row]; exact zeros
+    where they are negligible (the row is a linear function of the covariate)."""
+    centred = values_mn - values_mn.mean(axis=1, keepdims=True)
+    z = covariate_mn - covariate_mn.mean(axis=1, keepdims=True)
+    zz = (z * z).sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where(zz > 0, (centred * z).sum(axis=1, keepdims=True) / zz, 0.0)
+    residuals = centred - slope * z
+    scale = np.sqrt((centred * centred).sum(axis=1, keepdims=True))
+    negligible = np.sqrt((residuals * residuals).sum(axis=1, keepdims=True)) <= _RESIDUAL_TOLERANCE * scale
+    return np.where(negligible, 0.0, residuals)
+
+
+def rowwise_partial(x_mn: np.ndarray, y_mn: np.ndarray, z_mn: np.ndarray, method: str) -> np.ndarray:
+    """The partial ``method`` coefficient of each row pair of two (m, n) arrays controlling for the
+    covariate rows ``z_mn``: Pearson r of the residuals on [1, z] (ranks first for Spearman); NaN
+    where a residual is zero."""
+    if method not in PARTIAL_METHODS:
+        raise ValueError(f"no partial {method!r} correlation; expected one of {PARTIAL_METHODS}.")
+    arrays = [np.asarray(a, float) for a in (x_mn, y_mn, z_mn)]
+    if method == "spearman":
+        arrays = [sps.rankdata(a, axis=1) for a in arrays]
+    x_mn, y_mn, z_mn = arrays
+    return _rows_pearson(_residuals(x_mn, z_mn), _residuals(y_mn, z_mn))
+
+
+def partial_correlation(x: Sequence[float], y: Sequence[float], covariate: Sequence[float], method: str,
+                        labels: tuple[str, str] = ("x", "y")) -> Correlation:
+    """Partial correlation test of two paired vectors controlling for one covariate (t test, n - 3
+    df); Kendall has no partial form here and is reported undefined."""
+    x, y, z = _paired_vectors(x, y, covariate)
+    n = len(x)
+    if method not in PARTIAL_METHODS:
+        return Correlation(math.nan, math.nan, n, "", f"no partial {method} (only {', '.join(PARTIAL_METHODS)})")
+    if n < MIN_N + 1:
+        return Correlation(math.nan, math.nan, n, "",
+                           f"undefined: only {n} task(s), a partial correlation needs >= {MIN_N + 1}")
+    coef = float(rowwise_partial(x[None], y[None], z[None], method)[0])
+    if math.isnan(coef):
+        return Correlation(math.nan, math.nan, n, "", f"undefined: {' or '.join(labels)} scores are a "
+                           "linear function of the covariate")
+    df = n - 3
+    t = coef * math.sqrt(df / (1.0 - coef * coef)) if abs(coef) < 1 else math.copysign(math.inf, coef)
+    p = float(2.0 * sps.t.sf(abs(t), df))
+    notes = [note for note in (_tie_note(x, labels[0]), _tie_note(y, labels[1])) if note] \
+        if method == "spearman" else []
+    if np.ptp(z) == 0:
+        notes.append("covariate constant: the partial is the plain correlation")
+    return Correlation(coef, p, n, f"t, {df} df", "; ".join(notes))
+
+
 def bootstrap_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
     """(n_resamples, n) task indices drawn with replacement from ``np.random.default_rng(seed)``."""
     return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
 
 
 def bootstrap_ci(x: Sequence[float], y: Sequence[float], method: str, indices: np.ndarray,
-                 level: float = 0.95) -> tuple[float, float, int]:
-    """Percentile bootstrap CI of a correlation over tasks; also returns the resamples used.
+                 level: float = 0.95, covariate: Sequence[float] | None = None) -> tuple[float, float, int]:
+    """Percentile bootstrap CI of a correlation over tasks (the partial correlation controlling for
+    ``covariate`` when given); also returns the resamples used.
 
-    Resamples in which a vector is constant (coefficient undefined) are dropped; with fewer than
-    half of the resamples left the interval is NaN.
+    Resamples in which a coefficient is undefined (a constant vector or residual) are dropped; with
+    fewer than half of the resamples left the interval is NaN.
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
-    values = rowwise_coefficient(x[indices], y[indices], method)
+    if covariate is None:
+        values = rowwise_coefficient(x[indices], y[indices], method)
+    else:
+        values = rowwise_partial(x[indices], y[indices], np.asarray(covariate, float)[indices], method)
     valid = values[np.isfinite(values)]
     if len(valid) < max(1, len(values) // 2):
         return math.nan, math.nan, len(valid)

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+import statsmodels.api as sm
 from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
@@ -160,3 +161,64 @@ def test_paired_bootstrap_mean_reproducible():
     assert mean == pytest.approx(d.mean())
     assert (mean, low, high) == stats.paired_bootstrap_mean(d, 500, seed=3)
     assert low < mean < high
+
+
+def _residualised_partial(x, y, z):
+    """Partial r as pingouin / statsmodels define it: Pearson r of the OLS residuals of x and y on
+    [1, z] (NaN when a residual vanishes: that variable is a linear function of z); p from
+    t = r * sqrt(df / (1 - r^2)) with df = n - 3."""
+    exog = sm.add_constant(np.asarray(z, float), has_constant="add")
+    residuals = [sm.OLS(v, exog).fit().resid for v in (x, y)]
+    if any(np.linalg.norm(e) <= 1e-9 * np.linalg.norm(v - np.mean(v)) for e, v in zip(residuals, (x, y))):
+        return math.nan, math.nan
+    r = sps.pearsonr(*residuals).statistic
+    df = len(x) - 3
+    return r, 2 * sps.t.sf(abs(r * math.sqrt(df / (1 - r * r))), df)
+
+
+def _partial_inputs(n=15, seed=3):
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(15, 50, n)
+    x = z + rng.normal(0, 5, n)
+    return x, 0.6 * z + 0.3 * x + rng.normal(0, 4, n), z
+
+
+@pytest.mark.parametrize("method", stats.PARTIAL_METHODS)
+def test_partial_correlation_equals_residualised_ols_and_t_with_n_minus_3_df(method):
+    x, y, z = _partial_inputs()
+    result = stats.partial_correlation(x, y, z, method)
+    if method == "spearman":  # pingouin's partial Spearman: the partial Pearson of the ranks
+        x, y, z = (sps.rankdata(v) for v in (x, y, z))
+    r, p = _residualised_partial(x, y, z)
+    assert result.coef == pytest.approx(r, abs=1e-12)
+    assert result.p == pytest.approx(p, rel=1e-10)
+    assert result.p_method == "t, 12 df" and result.n == 15
+    r_xy, r_xz, r_yz = (sps.pearsonr(a, b).statistic for a, b in ((x, y), (x, z), (y, z)))
+    assert result.coef == pytest.approx((r_xy - r_xz * r_yz) / math.sqrt((1 - r_xz ** 2) * (1 - r_yz ** 2)))
+
+
+def test_partial_correlation_undefined_cases():
+    x, y, z = _partial_inputs()
+    linear = stats.partial_correlation(2 * z + 1, y, z, "pearson", labels=("flan_d", "base_d"))
+    assert math.isnan(linear.coef) and "linear function of the covariate" in linear.note
+    assert math.isnan(stats.partial_correlation(x, y, z, "kendall").coef)
+    assert "needs >= 4" in stats.partial_correlation(x[:3], y[:3], z[:3], "pearson").note
+    constant = stats.partial_correlation(x, y, np.full(15, 50.0), "pearson")
+    assert constant.coef == pytest.approx(sps.pearsonr(x, y).statistic)
+    assert "covariate constant" in constant.note
+
+
+@pytest.mark.parametrize("method", stats.PARTIAL_METHODS)
+def test_partial_bootstrap_ci_equals_loop_reference(method):
+    x, y, z = _partial_inputs()
+    indices = stats.bootstrap_indices(len(x), 200, seed=5)
+    low, high, used = stats.bootstrap_ci(x, y, method, indices, covariate=z)
+    reference = []
+    for i in indices:
+        a, b, c = x[i], y[i], z[i]
+        if method == "spearman":
+            a, b, c = (sps.rankdata(v) for v in (a, b, c))
+        reference.append(_residualised_partial(a, b, c)[0])
+    reference = np.array(reference)[np.isfinite(reference)]
+    assert used == len(reference) > 150
+    np.testing.assert_allclose((low, high), np.quantile(reference, [0.025, 0.975]), atol=1e-10)
