@@ -1,10 +1,13 @@
-"""Instruction templates: coverage, rendering, the seeded draw and external template files."""
+"""Instruction templates: coverage, rendering, the seeded draw and external template files
+(JSON, and the authors' own flan_orig.py checked against their module imported as Python)."""
 import hashlib
+import importlib.util
 import json
 import re
 
 import pytest
 
+from conftest import shared_path
 from t5x_like.data import sources, tasks, templates
 from t5x_like.data.examples import Example
 
@@ -108,10 +111,97 @@ def test_external_template_file(tmp_path):
      r"unknown placeholder \{options\}"),
     ({"templates": {"wmt16": [{"instruction": "{sent1}", "target_field": "sent1"}]}},
      r"unknown placeholder \{sent1\}"),
-    ({"templates": {"openbookqa": [{"instruction": "{fact} {question_stem} {options}"}]}},
-     r"unknown placeholder \{fact\}"),
     ({"nothing": 1}, r"expected a JSON object with a 'templates' object"),
 ])
 def test_external_template_file_errors(tmp_path, payload, message):
     with pytest.raises(templates.TemplateError, match=message):
         templates.load_template_file(_write(tmp_path, payload))
+
+
+def test_optional_field_renders_empty_where_the_source_lacks_it():
+    loaded = templates.parse_template_set(
+        {"templates": {"openbookqa": [{"instruction": "Fact: {fact}\n{question_stem}\n{options}"}]}}, "t")
+    without = Example("openbookqa", "1", (("question_stem", "Q?"),), "a", ("a", "b"))
+    with_fact = Example("openbookqa", "2", (("question_stem", "Q?"), ("fact", "F.")), "a", ("a", "b"))
+    assert templates.render(loaded["openbookqa"][0], without) == "Fact: \nQ?\na; b"
+    assert templates.render(loaded["openbookqa"][0], with_fact) == "Fact: F.\nQ?\na; b"
+
+
+# --- the authors' flan_orig.py ------------------------------------------------------------------
+
+def _authors_patterns() -> dict:
+    """PATTERNS of the authors' file, by importing it as Python (the independent reading)."""
+    path = shared_path("reference", "ukplab", "prompts", "flan_orig.py")
+    spec = importlib.util.spec_from_file_location("authors_flan_orig", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PATTERNS
+
+
+def test_authors_file_gives_every_templated_task_its_first_five_as_the_original_used_them():
+    path = shared_path("reference", "ukplab", "prompts", "flan_orig.py")
+    patterns = _authors_patterns()
+    loaded = templates.load_template_file(path)
+    for task in tasks.all_tasks():
+        if tasks.is_bigbench_style(task.name):
+            assert task.name not in loaded
+            continue
+        key = task.name if task.name in patterns else task.template_group
+        expected = [(text.replace('"', "").replace("{options_}", "{options}"), target.strip("{}"))
+                    for text, target in patterns[key][:5]]
+        got = loaded[task.name]
+        assert [t.instruction for t in got] == [text for text, _ in expected], task.name
+        assert [t.id for t in got] == [f"flan_orig:{key}/{k}" for k in range(5)]
+        for template, (_, target) in zip(got, expected):
+            if not task.generative:
+                assert template.target_field is None
+            elif task.target_fields:
+                assert template.target_field == target  # translation direction: sent1 / sent2
+            else:
+                assert template.target_field == "label"
+
+
+def test_authors_template_renders_like_their_str_format(data_dir):
+    """Filled by us and by their own mechanism (str.format with options_) on a real RTE row."""
+    patterns = _authors_patterns()
+    loaded = templates.load_template_file(shared_path("reference", "ukplab", "prompts", "flan_orig.py"))
+    example = sources.load_examples("rte", "eval", data_dir=str(data_dir))[0]
+    for k, template in enumerate(loaded["rte"]):
+        theirs = patterns["rte"][k][0].replace('"', "").format(
+            **dict(example.fields), options_="; ".join(example.options))
+        assert templates.render(template, example) == theirs
+
+
+def _patterns_file(tmp_path, body: str):
+    path = tmp_path / "flan_orig.py"
+    path.write_text(body)
+    return path
+
+
+def test_authors_file_is_parsed_never_executed(tmp_path):
+    marker = tmp_path / "executed"
+    body = (f"open({str(marker)!r}, 'w').close()\n"
+            + "PATTERNS = " + repr({t.template_group: [("{text} {options_}" if not t.generative else "{x}", "{answer}")]
+                                    for t in tasks.all_tasks()}) + "\n")
+    with pytest.raises(templates.TemplateError):
+        templates.load_template_file(_patterns_file(tmp_path, body))
+    assert not marker.exists()
+
+
+def _rte_only(text: str, n: int = 5) -> str:
+    return "PATTERNS = " + repr({"rte": [(text, "{answer}")] * n})
+
+
+@pytest.mark.parametrize("body,message", [
+    (_rte_only("{premise} {hypotesis} {options_}"),
+     r"flan_orig:rte/0 for task 'rte': unknown placeholder \{hypotesis\} \(usable: premise, hypothesis, options\)"),
+    (_rte_only("{premise} {hypothesis} {options_}"), r"task 'cb' has 0 templates \(needs the first 5 of key 'cb'\)"),
+    (_rte_only("{premise} {hypothesis} {options_}", n=3), r"task 'rte' has 3 templates"),
+    ("PATTERNS = dict(rte=[])", r"PATTERNS is not a plain literal"),
+    ("TEMPLATES = {}", r"no `PATTERNS = \{...\}` literal"),
+    ("PATTERNS = {", r"cannot read template file"),
+])
+def test_authors_file_errors_are_one_line_naming_task_and_placeholder(tmp_path, body, message):
+    with pytest.raises(templates.TemplateError, match=message) as error:
+        templates.load_template_file(_patterns_file(tmp_path, body))
+    assert "\n" not in str(error.value)

@@ -1,5 +1,6 @@
 """The prepared data directory: determinism, pairing, example provenance, mixtures, errors, CLI."""
 import collections
+import hashlib
 import json
 import pathlib
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import pytest
 
 from configs.data import default as default_config
+from conftest import shared_path
 from t5x_like import io_utils
 from t5x_like.data import pipeline
 
@@ -48,6 +50,37 @@ def test_rerun_is_byte_identical(prepared, data_dir, tmp_path):
     out, _ = prepared
     pipeline.prepare(make_config(data_dir), tmp_path)
     assert all_files(tmp_path) == all_files(out)
+
+
+def test_manifest_names_the_builtin_templates(prepared):
+    _, manifest = prepared
+    builtin = REPO / "t5x_like" / "data" / "templates" / "flan_style.json"
+    assert manifest["templates"] == {"file": "builtin", "sha256": hashlib.sha256(builtin.read_bytes()).hexdigest()}
+
+
+def test_authors_template_file_is_used_recorded_and_byte_identical_on_rerun(data_dir, tmp_path):
+    authors = shared_path("reference", "ukplab", "prompts", "flan_orig.py")
+    config = make_config(data_dir, tasks="rte,sst2", num_test=8, mixture="", templates_file=str(authors))
+    first = pipeline.prepare(config, tmp_path / "a")
+    pipeline.prepare(config, tmp_path / "b")
+    assert all_files(tmp_path / "a") == all_files(tmp_path / "b")
+    assert first["templates"] == {"file": str(authors), "sha256": hashlib.sha256(authors.read_bytes()).hexdigest()}
+    for relative in first["files"]:
+        assert all(r["template_id"].startswith("flan_orig:") for r in rows(tmp_path / "a", relative))
+    own = rows(tmp_path / "a", "flan/rte/test.jsonl")
+    builtin = pipeline.prepare(make_config(data_dir, tasks="rte", num_test=8, mixture="", formats="flan"), tmp_path / "c")
+    assert builtin["templates"]["file"] == "builtin"
+    assert [r["id"] for r in rows(tmp_path / "c", "flan/rte/test.jsonl")] == [r["id"] for r in own]  # same items
+    assert all(a["prompt"] != b["prompt"] for a, b in zip(own, rows(tmp_path / "c", "flan/rte/test.jsonl")))
+
+
+def test_bad_template_file_fails_before_writing(data_dir, tmp_path):
+    bad = tmp_path / "flan_orig.py"
+    bad.write_text("PATTERNS = {'rte': []}")
+    out = tmp_path / "out"
+    with pytest.raises(pipeline.templates.TemplateError, match="rte: expected a non-empty list of templates"):
+        pipeline.prepare(make_config(data_dir, templates_file=str(bad)), out)
+    assert not out.exists()
 
 
 def test_another_seed_draws_differently(prepared, data_dir, tmp_path):

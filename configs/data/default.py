@@ -17,6 +17,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_test = 2500  # test items sampled per task (the same items in every format)
     c.seed = 42  # every random choice derives from it
     c.faithful = False  # True: reproduce the original's prompt quirks (literal <s>/</s>, newline before [/INST], ...)
+    # the authors' prompts/flan_orig.py (UKPLab/arxiv2025-inherent-limits-plms) or a JSON template set; None = own wordings
+    c.templates_file = config_dict.placeholder(str)
     c.carve_example_pool = False  # tasks without a train split: carve in-context examples out of the eval split
     c.carved_pool_size = 100  # at most this many (and at most half the eval split) when carving
     c.mixture = "default"  # mixture setup: default | setup1 .. setup7; "" = no mixture

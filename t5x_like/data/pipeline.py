@@ -153,11 +153,6 @@ def draw_examples(pool: ExamplePool, item: Example, rng: random.Random, k: int =
 # --- rows ------------------------------------------------------------------------------------
 
 
-def is_bigbench_style(task: str) -> bool:
-    """BIG-bench tasks and GSM8K use the closed question format with quoted options."""
-    return task in registry.BIGBENCH_TEST_TASKS or task == "gsm8k"
-
-
 @dataclasses.dataclass(frozen=True)
 class Shown:
     """An item under its drawn template: instruction text, field view and the template (None: BIG-bench)."""
@@ -190,22 +185,24 @@ def targeted(template: templates.Template, example: Example) -> Example:
                                references=(answer,))
 
 
-def show(item: Example, seed: int, bigbench_style: str = "closed") -> Shown:
-    """Draw the item's template (seeded by task, id and seed) and render it."""
-    if is_bigbench_style(item.task):
+def show(item: Example, seed: int, bigbench_style: str = "closed",
+         template_set: Mapping[str, Sequence[templates.Template]] | None = None) -> Shown:
+    """Draw the item's template from `template_set` (None: the built-in set), seeded by task, id
+    and seed, and render it."""
+    if registry.is_bigbench_style(item.task):
         instruction = prompt_formats.bigbench_instruction(prompt_formats.bigbench_question(item), item.options, bigbench_style)
         return Shown(instruction, prompt_formats.bigbench_view(item), f"bigbench_{bigbench_style}", None)
-    template = templates.draw_template(item.task, item.id, seed)
+    template = templates.draw_template(item.task, item.id, seed, template_set)
     return Shown(templates.render(template, item), _task_view(targeted(template, item)), template.id, template)
 
 
-def example_view(example: Example, shown: Shown, seed: int) -> prompt_formats.View:
+def example_view(example: Example, shown: Shown, ctx: Context) -> prompt_formats.View:
     """An in-context example under the item's template (same task) or its own seeded template."""
-    if is_bigbench_style(example.task):
+    if registry.is_bigbench_style(example.task):
         return prompt_formats.bigbench_view(example)
     if shown.template is not None and example.task == shown.view.example.task:
         return _task_view(targeted(shown.template, example))
-    return show(example, seed).view
+    return show(example, ctx.seed, template_set=ctx.template_set).view
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +215,7 @@ class Context:
     relevance_partners: Mapping[str, str] = dataclasses.field(default_factory=dict)
     ablation_pool: ExamplePool = ExamplePool(())  # "Example 1" of each row of the ablation mixture
     num_samples_ablation: int = NUM_EXAMPLES
+    template_set: Mapping[str, Sequence[templates.Template]] | None = None  # None: the built-in set
 
 
 def in_context_examples(item: Example, spec: FormatSpec, split: str, ctx: Context) -> list[Example]:
@@ -233,10 +231,10 @@ def in_context_examples(item: Example, spec: FormatSpec, split: str, ctx: Contex
 
 def format_item(item: Example, spec: FormatSpec, split: str, ctx: Context) -> dict[str, Any]:
     """One output line: the item formatted in `spec`, with its template and in-context example ids."""
-    shown = show(item, ctx.seed, spec.bigbench_style)
+    shown = show(item, ctx.seed, spec.bigbench_style, ctx.template_set)
     examples = in_context_examples(item, spec, split, ctx)
-    views = [example_view(example, shown, ctx.seed) for example in examples]
-    numbered = is_bigbench_style(item.task) or registry.get_task(item.task).cluster != "translation_nlg"
+    views = [example_view(example, shown, ctx) for example in examples]
+    numbered = registry.is_bigbench_style(item.task) or registry.get_task(item.task).cluster != "translation_nlg"
     if spec.kind == "flan":
         formatted = (prompt_formats.flan_train(shown.instruction, shown.view.answer, faithful=ctx.faithful)
                      if split == TRAIN else prompt_formats.flan_test(shown.instruction, faithful=ctx.faithful))
@@ -442,7 +440,7 @@ def _items(plan: TaskPlan, spec: FormatSpec, split: str) -> tuple[Example, ...]:
 
 def _applies(spec: FormatSpec, plan: TaskPlan, split: str) -> bool:
     """Whether (format, task, split) is written: BIG-bench tasks are test-only, style variants BIG-bench-only."""
-    bigbench = is_bigbench_style(plan.task)
+    bigbench = registry.is_bigbench_style(plan.task)
     if spec.bigbench_only and not bigbench:
         return False
     if split == TRAIN:
@@ -499,13 +497,15 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
     """Prepare every (format, task, split) file, the mixtures and the manifest under `output_dir`.
 
     All config problems (unknown names, missing data or splits, empty mixtures, too small example
-    pools) raise one DataConfigError before anything is written. Returns the manifest.
+    pools) raise one DataConfigError, a bad template file one TemplateError, before anything is
+    written. Returns the manifest.
     """
     root = pathlib.Path(output_dir)
     names, strict = _selected_tasks(config.tasks)
     specs = _selected_formats(config.formats)
     _check_setups(config, specs)
     setup = config.mixture or ""
+    template_set = templates.load_template_file(config.templates_file) if config.templates_file else None
     data_dir = sources.resolve_data_dir(config.data_dir)
     loaded, missing = _load_all(names, strict, data_dir, config, specs)
     plans = {name: _plan(name, task, config) for name, task in loaded.items()}
@@ -514,7 +514,7 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
         seed=config.seed, faithful=config.faithful,
         pools={name: ExamplePool(plan.pool) for name, plan in plans.items()},
         relevance_partners=relevance_partners(plans, config.seed) if any(s.relevance for s in specs) else {},
-        num_samples_ablation=config.num_samples_ablation,
+        num_samples_ablation=config.num_samples_ablation, template_set=template_set,
     )
     train_specs = [spec for spec in specs if TRAIN in spec.splits]
     planned_mixtures = {mixture_name(spec.name, setup): (spec, *_mixture_refs(spec, setup, plans, config))
@@ -540,6 +540,7 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
         "data_dir": data_dir,
         "versions": _versions(),
         "formats": [spec.name for spec in specs],
+        "templates": templates.template_file_record(config.templates_file),
         "missing_tasks": missing,
         "tasks": {name: _task_manifest(plans[name], loaded[name], ctx) for name in sorted(plans)},
         "mixtures": manifest_mixtures,
@@ -552,7 +553,7 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
 
 def _plan(name: str, task: LoadedTask, config: Any) -> TaskPlan:
     """A task's plan; BIG-bench/GSM8K are test-only and take gold examples from their whole train split."""
-    bigbench = is_bigbench_style(name)
+    bigbench = registry.is_bigbench_style(name)
     plan = plan_task(
         name, None if bigbench else task.train, task.evaluation, seed=config.seed, num_test=config.num_test,
         size_limit=config.train_size_limit, carve_example_pool=config.carve_example_pool and not task.train,

@@ -107,7 +107,7 @@ class Task:
     label_name: str = "label"
     options_field: str | None = "options"
     target_fields: tuple[str, ...] = ()
-    optional_fields: tuple[str, ...] = ()  # fields only some sources provide (templates avoid them)
+    optional_fields: tuple[str, ...] = ()  # fields only some sources provide (render empty where absent)
     template_group: str = ""
     notes: tuple[str, ...] = ()
 
@@ -879,10 +879,13 @@ def _build_registry() -> None:
               fields=("text",), label_name="summary")
     _register("ag_news", "summarization_nlg", NLU,
               _hub("fancyzhx/ag_news", None, "train", "test", "ag_news", ("text", "label")),
-              class_label((("text", "text"),), AG_NEWS), "accuracy", fields=("text",),
+              class_label((("text", "text"),), AG_NEWS), "accuracy", fields=("title", "text"),
+              optional_fields=("title",),
               notes=("FLAN puts AG News in the summarization cluster; it is a 4-way classification",
                      "hub source fancyzhx/ag_news (text = title + description, labels 0-3); the "
-                     "original used sh0416/ag_news (separate title/description, labels 1-4)"))
+                     "original used sh0416/ag_news (separate title/description, labels 1-4), so "
+                     "the `title` its templates 0 and 1 show renders empty here and its "
+                     "SampleGen blocks had a Title line"))
     for name, parser, order, target in (
             ("opin_idebate", _opin_idebate, ("argument_sentences", "debate_name"), "claim"),
             ("opin_movie", _opin_movie,
@@ -1009,6 +1012,11 @@ def get_task(name: str | Task) -> Task:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown task {name!r}.{hint} Known tasks: see "
                          "t5x_like.data.tasks.all_tasks() or docs/tasks.md.") from None
+
+
+def is_bigbench_style(task: str) -> bool:
+    """BIG-bench tasks and GSM8K: the closed question format with quoted options, no FLAN template."""
+    return task in BIGBENCH_TEST_TASKS or task in OTHER_TEST_TASKS
 
 
 def is_seen_in(task: str, mixture: Sequence[str]) -> bool:

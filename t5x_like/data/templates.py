@@ -7,7 +7,11 @@ label) or, for translation, the field that becomes the target ("sent1"/"sent2": 
 
 The built-in set lives in `templates/flan_style.json` (at least 5 wordings per task). Its keys are
 template groups (`Task.template_group`, e.g. "wmt16" for every wmt16 pair) or task names; an
-external file with the same layout can replace it (`load_template_file`).
+external file can replace it (`load_template_file`, config key `data.templates_file`): JSON in the
+same layout, or the authors' own `prompts/flan_orig.py` (UKPLab/arxiv2025-inherent-limits-plms),
+whose `PATTERNS` dict literal is read with `ast.literal_eval` (never imported or executed) and used
+as the original used it: the first five templates of each key, double quotes deleted, `{options_}`
+as the options slot, the target placeholder naming the answer or the target field.
 
 Draw: `draw_template(task, example_id, seed)` picks index
 `int.from_bytes(sha256(f"{seed}:{task}:{example_id}")[:8], "big") % n_templates`, so each example's
@@ -15,6 +19,7 @@ template depends only on (seed, task, example id): not on task order, dataset si
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import functools
@@ -26,13 +31,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from t5x_like.data.examples import Example
-from t5x_like.data.tasks import Task, all_tasks, get_task
+from t5x_like.data.tasks import Task, all_tasks, get_task, is_bigbench_style
 from t5x_like.errors import UserError
 
 BUILTIN_TEMPLATE_FILE = pathlib.Path(__file__).with_name("templates") / "flan_style.json"
 OPTIONS_SLOT = "options"
 LABEL_TARGET = "label"
 OPTIONS_SEPARATOR = "; "
+AUTHORS_OPTIONS_SLOT = "options_"  # the authors' name of the options slot
+AUTHORS_TEMPLATES_PER_TASK = 5  # the original drew from the first five templates of each key
+BUILTIN = "builtin"  # what a manifest records as the template file of the built-in set
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -67,8 +75,10 @@ def shown_fields(template: Template, example: Example) -> tuple[tuple[str, str],
 
 
 def render(template: Template, example: Example) -> str:
-    """The instruction with every placeholder filled from `example` (KeyError naming what's missing)."""
-    values = dict(shown_fields(template, example))
+    """The instruction with every placeholder filled from `example` (KeyError naming what's missing);
+    an optional field of the task that the example's source lacks renders empty."""
+    values = {name: "" for name in get_task(example.task).optional_fields}
+    values.update(shown_fields(template, example))
     if example.options:
         values[OPTIONS_SLOT] = join_options(example.options)
 
@@ -92,7 +102,7 @@ def template_problems(template: Template, task: Task) -> list[str]:
             problems.append(f"target_field {target!r} must be one of {allowed_targets}")
     elif target is not None:
         problems.append(f"target_field {target!r} given for a classification task (omit it)")
-    usable = [f for f in task.fields if f not in task.optional_fields and f != target]
+    usable = [f for f in task.fields if f != target]
     if not task.generative:
         usable.append(OPTIONS_SLOT)
         if OPTIONS_SLOT not in template.placeholders:
@@ -154,18 +164,89 @@ def parse_template_set(data: Mapping[str, Any], origin: str,
                              for p in template_problems(template, task)]
             by_task[task.name] = tuple(templates)
     if problems:
-        raise TemplateError(f"{origin}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        raise TemplateError(f"{origin}: {len(problems)} problem(s): " + "; ".join(problems))
     return by_task
 
 
 def load_template_file(path: str | pathlib.Path) -> dict[str, tuple[Template, ...]]:
-    """An external template set (JSON, layout of flan_style.json), validated; ids get the file stem."""
+    """An external template set, validated; ids get the file stem ("flan_orig:rte/2").
+
+    `.py`: the authors' `flan_orig.py` (`authors_template_data`); every task that uses instruction
+    templates must then have its five. Otherwise JSON in the layout of flan_style.json.
+    """
     path = pathlib.Path(path)
+    if path.suffix == ".py":
+        by_task = parse_template_set(authors_template_data(path), str(path), id_prefix=f"{path.stem}:")
+        missing = [f"task {task.name!r} has {len(by_task.get(task.name, ()))} templates "
+                   f"(needs the first {AUTHORS_TEMPLATES_PER_TASK} of key {task.template_group!r})"
+                   for task in all_tasks() if not is_bigbench_style(task.name)
+                   and len(by_task.get(task.name, ())) < AUTHORS_TEMPLATES_PER_TASK]
+        if missing:
+            raise TemplateError(f"{path}: {len(missing)} problem(s): " + "; ".join(missing))
+        return by_task
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise TemplateError(f"{path}: cannot read template file ({exc})") from exc
     return parse_template_set(data, str(path), id_prefix=f"{path.stem}:")
+
+
+def read_patterns(path: pathlib.Path) -> Any:
+    """The value of the `PATTERNS = {...}` literal of a Python file, by `ast.literal_eval` (the file
+    is parsed, never imported or executed)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise TemplateError(f"{path}: cannot read template file ({exc})") from exc
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PATTERNS"
+                                                for t in node.targets):
+            try:
+                return ast.literal_eval(node.value)
+            except ValueError as exc:
+                raise TemplateError(f"{path}: PATTERNS is not a plain literal ({exc})") from exc
+    raise TemplateError(f"{path}: no `PATTERNS = {{...}}` literal; expected the authors' prompts/flan_orig.py")
+
+
+def authors_template_data(path: pathlib.Path) -> dict[str, Any]:
+    """The authors' templates as a template set in the layout of flan_style.json.
+
+    As the original's `create_prompts` used them: the first five of each key, double quotes deleted
+    from the text, `{options_}` -> `{options}`; the target placeholder becomes the classification
+    answer (None), the target field of a translation pair, or "label". Keys naming no task or
+    template group of the registry (tasks this project does not register) are left out.
+    """
+    patterns = read_patterns(path)
+    if not isinstance(patterns, Mapping):
+        raise TemplateError(f"{path}: PATTERNS is not a dict")
+    known = {t.name for t in all_tasks()} | {t.template_group for t in all_tasks()}
+    entries: dict[str, Any] = {}
+    for key, items in patterns.items():
+        if key not in known:
+            continue
+        task = _tasks_of_key(key)[0]
+        entries[key] = [_authors_template(task, item) for item in list(items)[:AUTHORS_TEMPLATES_PER_TASK]]
+    return {"templates": entries}
+
+
+def _authors_template(task: Task, item: Any) -> Any:
+    """One (instruction, target placeholder) pair of the authors' file in the JSON layout."""
+    if not (isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+        return item  # parse_template_set names the malformed entry
+    instruction, target = item
+    instruction = instruction.replace('"', "").replace(f"{{{AUTHORS_OPTIONS_SLOT}}}", f"{{{OPTIONS_SLOT}}}")
+    entry: dict[str, str] = {"instruction": instruction}
+    if task.generative:
+        name = target.strip("{}")
+        entry["target_field"] = name if name in task.target_fields else LABEL_TARGET
+    return entry
+
+
+def template_file_record(path: str | pathlib.Path | None) -> dict[str, str]:
+    """What a manifest records about the templates used: the file (or "builtin") and its sha256."""
+    source = BUILTIN_TEMPLATE_FILE if path is None else pathlib.Path(path)
+    return {"file": BUILTIN if path is None else str(path),
+            "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
 
 
 @functools.lru_cache(maxsize=1)
