@@ -1,9 +1,11 @@
 """The paper's test: across tasks, does a tuned setting's score track a base in-context setting's?
 
-One row per (pair, subset of tasks): Spearman rho (primary), Pearson r and Kendall tau-b on the seed
-means, each with a two-sided p-value, a percentile bootstrap CI over tasks, a Holm-adjusted p-value
-(family = every defined test of that coefficient in the table), and the mean / std over seeds of the
-per-seed coefficient.
+One row per (pair, subset of tasks, score variant): Spearman rho (primary), Pearson r and Kendall
+tau-b on the seed means, each with a two-sided p-value, a percentile bootstrap CI over tasks, a
+Holm-adjusted p-value (family = every defined test of that coefficient on the same score variant in
+the table), and the mean / std over seeds of the per-seed coefficient. The score variants
+(analysis/chance.py) are the raw scores, the scores above chance, the chance-normalised scores and
+the partial correlation of the raw scores controlling for the chance rate.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from analysis import stats
+from analysis import chance, stats
 from analysis.pairs import Pair
 
 DEFAULT_SUBSETS = ("all", "seen", "held_out", "nlu", "nlg", "clusters")
@@ -56,39 +58,76 @@ def subset_masks(tasks: pd.DataFrame, subsets: Sequence[str], min_cluster_tasks:
     return masks
 
 
-def per_seed_coefficients(pair: Pair, mask: pd.Series) -> pd.DataFrame:
-    """seed, n and the three coefficients of each seed's pairing on the subset's tasks (NaN where
-    undefined: fewer than MIN_N tasks or a constant vector)."""
+def _coefficient(tuned: np.ndarray, base: np.ndarray, method: str, covariate: np.ndarray | None) -> float:
+    """One pairing's coefficient (partial when a covariate is given); NaN where undefined."""
+    if covariate is None:
+        return (stats.rowwise_coefficient(tuned[None], base[None], method)[0]
+                if len(tuned) >= stats.MIN_N else math.nan)
+    if method not in stats.PARTIAL_METHODS or len(tuned) < stats.MIN_N + 1:
+        return math.nan
+    return stats.rowwise_partial(tuned[None], base[None], covariate[None], method)[0]
+
+
+def per_seed_coefficients(pair: Pair, mask: pd.Series, covariate: pd.Series | None = None) -> pd.DataFrame:
+    """seed, n and the three coefficients of each seed's pairing on the subset's tasks (partial ones
+    controlling for ``covariate``, indexed by task, when given; NaN where undefined)."""
     rows = []
     for seed, frame in pair.per_seed.items():
         frame = frame.loc[frame.index.intersection(mask.index[mask])]
+        z = covariate.loc[frame.index].to_numpy() if covariate is not None else None
         row = {"seed": seed, "n": len(frame)}
         for method in stats.METHODS:
-            row[method] = (stats.rowwise_coefficient(frame["tuned"].to_numpy()[None],
-                                                     frame["base"].to_numpy()[None], method)[0]
-                           if len(frame) >= stats.MIN_N else math.nan)
+            row[method] = _coefficient(frame["tuned"].to_numpy(), frame["base"].to_numpy(), method, z)
         rows.append(row)
     return pd.DataFrame(rows, columns=["seed", "n", *stats.METHODS])
 
 
-def correlate(pair: Pair, subset: str, mask: pd.Series, n_bootstrap: int, seed: int
-              ) -> tuple[dict, pd.DataFrame]:
-    """One row of the correlation table for one pair restricted to one subset of tasks, and the
-    per-seed coefficients behind its seed mean / std columns."""
+def score_variant(pair: Pair, chance_rates: pd.Series, scores: str) -> tuple[Pair, pd.Series | None]:
+    """The pair on one score variant of chance.SCORES, and the partial's covariate (chance rate by
+    task; None for the other variants)."""
+    if scores == "partial":
+        rated = chance.with_chance_rates(pair, chance_rates)
+        return rated, chance_rates.reindex(rated.tasks.index)
+    return chance.corrected_pair(pair, chance_rates, scores), None
+
+
+def _chance_note(scores: str, n_no_chance: int) -> str:
+    """What a score variant did with the tasks that have no chance rate ('' when there are none)."""
+    if not n_no_chance or scores == "raw":
+        return ""
+    if scores == "partial":
+        return f"{n_no_chance} task(s) without a chance rate left out"
+    return f"{n_no_chance} task(s) without a chance rate at their raw score"
+
+
+def correlate(pair: Pair, subset: str, mask: pd.Series, n_bootstrap: int, seed: int,
+              chance_rates: pd.Series | None = None, scores: str = "raw") -> tuple[dict, pd.DataFrame]:
+    """One row of the correlation table for one pair restricted to one subset of tasks on one score
+    variant (``chance_rates``: per task, % or NaN; needed for every variant but raw), and the per-seed
+    coefficients behind its seed mean / std columns."""
+    in_subset = mask.reindex(pair.tasks.index, fill_value=False)
+    if chance_rates is None:
+        chance_rates = pd.Series(math.nan, index=pair.tasks.index)
+    n_no_chance = int(np.isnan(chance_rates.reindex(pair.tasks.index[in_subset.to_numpy()]).to_numpy()).sum())
+    pair, covariate = score_variant(pair, chance_rates, scores)
     tasks = pair.tasks[mask.reindex(pair.tasks.index, fill_value=False)]
     tuned, base = tasks["tuned_mean"].to_numpy(), tasks["base_mean"].to_numpy()
+    z = covariate.loc[tasks.index].to_numpy() if covariate is not None else None
     key = {"model": pair.model, "adapter": pair.adapter, "tuned_setting": pair.tuned_setting,
-           "base_setting": pair.base_setting, "base_adapter": pair.base_adapter, "subset": subset}
-    row = {**key, "n": len(tasks), "n_seeds": len(pair.per_seed)}
-    seeds = per_seed_coefficients(pair, mask)
+           "base_setting": pair.base_setting, "base_adapter": pair.base_adapter, "subset": subset,
+           "scores": scores}
+    row = {**key, "n": len(tasks), "n_no_chance": n_no_chance, "n_seeds": len(pair.per_seed)}
+    seeds = per_seed_coefficients(pair, mask, covariate)
     notes, p_method = [], ""
     indices = stats.bootstrap_indices(len(tasks), n_bootstrap, seed) if len(tasks) else None
+    labels = (pair.tuned_setting, pair.base_setting)
     for method in stats.METHODS:
-        result = stats.correlation(tuned, base, method, labels=(pair.tuned_setting, pair.base_setting))
+        result = (stats.correlation(tuned, base, method, labels=labels) if z is None else
+                  stats.partial_correlation(tuned, base, z, method, labels=labels))
         row[method], row[f"{method}_p"] = result.coef, result.p
         low = high = math.nan
         if np.isfinite(result.coef):
-            low, high, _ = stats.bootstrap_ci(tuned, base, method, indices)
+            low, high, _ = stats.bootstrap_ci(tuned, base, method, indices, covariate=z)
         row[f"{method}_ci_low"], row[f"{method}_ci_high"] = low, high
         finite = seeds[method].to_numpy()[np.isfinite(seeds[method].to_numpy())]
         row[f"{method}_seed_mean"] = float(finite.mean()) if len(finite) else math.nan
@@ -96,31 +135,60 @@ def correlate(pair: Pair, subset: str, mask: pd.Series, n_bootstrap: int, seed: 
         p_method = p_method or result.p_method
         if result.note and result.note not in notes:
             notes.append(result.note)
+    notes.append(_chance_note(scores, n_no_chance))
     if 0 < len(tasks) < FEW_TASKS:
         notes.append(f"few tasks (n={len(tasks)})")
-    row["p_method"], row["note"] = p_method, "; ".join(notes)
+    row["p_method"], row["note"] = p_method, "; ".join(note for note in notes if note)
     return row, seeds.assign(**key)[[*key, "seed", "n", *stats.METHODS]]
 
 
 def correlation_table(pairs: Sequence[Pair], task_info: pd.DataFrame,
                       subsets: Sequence[str] = DEFAULT_SUBSETS, min_cluster_tasks: int = 5,
                       n_bootstrap: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The correlation table over pairs x subsets (Holm-adjusted p-values per coefficient) and the
-    per-seed coefficients (one row per pair x subset x seed)."""
+    """The correlation table over pairs x subsets x score variants (Holm-adjusted p-values per
+    coefficient and variant) and the per-seed coefficients (one row per pair x subset x variant x seed)."""
     rows, per_seed = [], []
     for i, pair in enumerate(pairs):
         tasks = pair.tasks.join(task_info[["cluster", "category"]])
         for subset, mask in subset_masks(tasks, subsets, min_cluster_tasks).items():
-            row, seeds = correlate(pair, subset, mask, n_bootstrap, seed)
-            rows.append(row)
-            per_seed.append(seeds)
+            for scores in chance.SCORES:
+                row, seeds = correlate(pair, subset, mask, n_bootstrap, seed, task_info["chance"], scores)
+                rows.append(row)
+                per_seed.append(seeds)
         logging.info("correlations %d/%d: %s %s %s vs %s", i + 1, len(pairs), pair.model,
                      pair.adapter, pair.tuned_setting, pair.base_setting)
     if not rows:
         raise ValueError(f"subsets {list(subsets)} select no tasks (a cluster needs >= "
                          f"{min_cluster_tasks} tasks for 'clusters'); add 'all' or name clusters.")
     table = pd.DataFrame(rows)
+    families = table.groupby("scores", sort=False).indices.values()
     for method in stats.METHODS:
-        table.insert(table.columns.get_loc(f"{method}_p") + 1, f"{method}_p_holm",
-                     stats.holm(table[f"{method}_p"]))
+        p, adjusted = table[f"{method}_p"].to_numpy(), np.full(len(table), math.nan)
+        for family in families:
+            adjusted[family] = stats.holm(p[family])
+        table.insert(table.columns.get_loc(f"{method}_p") + 1, f"{method}_p_holm", adjusted)
     return table, pd.concat(per_seed, ignore_index=True)
+
+
+def _excludes_zero(low: pd.Series, high: pd.Series) -> pd.Series:
+    """+1 / -1 where a CI lies above / below 0, 0 where it covers 0 or is undefined."""
+    return pd.Series(np.where(low > 0, 1, np.where(high < 0, -1, 0)), index=low.index)
+
+
+def chance_survival(table: pd.DataFrame, corrected: str = chance.HEADLINE) -> pd.DataFrame:
+    """Per pair (subset 'all'): Spearman rho, CI and p on every score variant side by side, and
+    ``survives``: 'yes' when the raw and the ``corrected`` 95% CIs both exclude 0 on the same side,
+    'no' when only the raw one does, 'no raw correlation' when the raw CI covers 0 (or is undefined)."""
+    pair_key = ["model", "adapter", "tuned_setting", "base_setting"]
+    rows = table[table["subset"] == "all"]
+    values = ["n", "spearman", "spearman_ci_low", "spearman_ci_high", "spearman_p"]
+    wide = rows.pivot(index=pair_key, columns="scores", values=values)
+    out = pd.DataFrame(index=wide.index)
+    for scores in chance.SCORES:
+        for value in values:
+            out[f"{scores}_{value}"] = wide[(value, scores)].to_numpy()
+    raw = _excludes_zero(out["raw_spearman_ci_low"], out["raw_spearman_ci_high"])
+    kept = _excludes_zero(out[f"{corrected}_spearman_ci_low"], out[f"{corrected}_spearman_ci_high"])
+    out["survives"] = np.where(raw == 0, "no raw correlation", np.where(kept == raw, "yes", "no"))
+    order = rows.drop_duplicates(pair_key).set_index(pair_key).index
+    return out.loc[order].reset_index()

@@ -2,7 +2,8 @@
 
 * ``figure1``: the paper's Figure-1 view, one panel per tuned-vs-base pair: per-task points
   (x = base score, y = tuned seed mean with seed-std error bars), colour = cluster,
-  marker = seen / held-out, the y = x diagonal and Spearman rho with its p-value.
+  marker = seen / held-out, the y = x diagonal and Spearman rho with its p-value; on raw scores
+  (the paper's) or on a chance-corrected variant (analysis/chance.py, dotted lines at chance).
 * ``task_bars``: per-task horizontal bars of every setting, with seed-std error bars and the
   chance rate.
 * ``heatmap``: Spearman correlations between all settings (seed means, pairwise-complete tasks).
@@ -22,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from analysis import chance  # noqa: E402
 from analysis.pairs import Pair, setting_order, short_adapter_labels  # noqa: E402
 from analysis.tables import format_p  # noqa: E402
 from t5x_like.io_utils import atomic_write_bytes  # noqa: E402
@@ -60,9 +62,20 @@ def _pair_title(pair: Pair, adapter_label: str | None) -> str:
     return title if len(title) <= 36 else f"{pair.tuned_setting}{suffix}\nvs {pair.base_setting}"
 
 
+def _axis_limits(pairs: Sequence[Pair]) -> tuple[float, float]:
+    """Shared axis limits: [-3, 103] for scores in [0, 100], lower when a corrected score is negative."""
+    lowest = min(min(p.tasks["tuned_mean"].min(), p.tasks["base_mean"].min()) for p in pairs)
+    return min(-3.0, 5.0 * math.floor(lowest / 5.0) - 3.0), 103.0
+
+
 def figure1(pairs: Sequence[Pair], task_info: pd.DataFrame, correlations: pd.DataFrame,
-            stem: str) -> list[str]:
-    """One panel per pair of one model (rows: tuned groups, columns: base settings)."""
+            stem: str, scores: str = "raw") -> list[str]:
+    """One panel per pair of one model (rows: tuned groups, columns: base settings), on the scores
+    of one variant of chance.CORRECTED or raw; rho from the ``correlations`` rows of that variant."""
+    if scores != "raw":
+        pairs = [chance.corrected_pair(p, task_info["chance"], scores) for p in pairs]
+    limits = _axis_limits(pairs)
+    unit = "score" if scores == "raw" else chance.LABELS[scores]
     tuned_groups = sorted({(p.adapter, p.tuned_setting) for p in pairs},
                           key=lambda g: (setting_order([g[1]]), g))
     base_settings = setting_order([p.base_setting for p in pairs])
@@ -79,12 +92,12 @@ def figure1(pairs: Sequence[Pair], task_info: pd.DataFrame, correlations: pd.Dat
         ax = axes[tuned_groups.index((pair.adapter, pair.tuned_setting)),
                   base_settings.index(pair.base_setting)]
         ax.set_visible(True)
-        _draw_panel(ax, pair, task_info, colours, correlations)
+        _draw_panel(ax, pair, task_info, colours, correlations[correlations["scores"] == scores], limits)
         ax.set_title(_pair_title(pair, labels[pair.adapter] if multi_adapter else None), fontsize=10)
     for ax, (adapter, tuned) in zip(axes[:, 0], tuned_groups):
-        ax.set_ylabel(f"{tuned} score (seed mean)")
+        ax.set_ylabel(f"{tuned} {unit} (seed mean)")
     for ax, base in zip(axes[-1], base_settings):
-        ax.set_xlabel(f"{base} score")
+        ax.set_xlabel(f"{base} {unit}")
     used = sorted(task_info.loc[sorted({t for p in pairs for t in p.tasks.index}), "cluster"].unique())
     handles = [Line2D([], [], ls="", marker="s", color=colours[c], label=c) for c in used]
     handles += [Line2D([], [], ls="", marker=_MARKERS[True], color="k", label="seen"),
@@ -92,7 +105,8 @@ def figure1(pairs: Sequence[Pair], task_info: pd.DataFrame, correlations: pd.Dat
                 Line2D([], [], ls="--", color="0.5", label="y = x")]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8,
                frameon=False, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(f"{pairs[0].model}: per-task scores, tuned vs base in-context settings", fontsize=11)
+    variant = "" if scores == "raw" else f" ({chance.LABELS[scores]}: 0 = chance)"
+    fig.suptitle(f"{pairs[0].model}: per-task scores{variant}, tuned vs base in-context settings", fontsize=11)
     legend_rows = math.ceil(len(handles) / min(len(handles), 6))
     fig.tight_layout(rect=(0, (0.15 + 0.2 * legend_rows) / fig.get_figheight(), 1,
                            1 - 0.35 / fig.get_figheight()))
@@ -100,10 +114,14 @@ def figure1(pairs: Sequence[Pair], task_info: pd.DataFrame, correlations: pd.Dat
 
 
 def _draw_panel(ax: plt.Axes, pair: Pair, task_info: pd.DataFrame, colours: dict,
-                correlations: pd.DataFrame) -> None:
-    """Per-task points of one pair with the diagonal and the Spearman annotation."""
+                correlations: pd.DataFrame, limits: tuple[float, float]) -> None:
+    """Per-task points of one pair with the diagonal and the Spearman annotation (``correlations``:
+    the rows of the score variant drawn); dotted lines at 0 when the axes go below it (chance)."""
     tasks = pair.tasks.join(task_info["cluster"])
-    ax.plot([0, 100], [0, 100], ls="--", color="0.5", lw=1, zorder=1)
+    ax.plot([limits[0], 100], [limits[0], 100], ls="--", color="0.5", lw=1, zorder=1)
+    if limits[0] < -3:
+        ax.axhline(0, ls=":", color="0.6", lw=0.8, zorder=1)
+        ax.axvline(0, ls=":", color="0.6", lw=0.8, zorder=1)
     for (cluster, seen), group in tasks.groupby(["cluster", "seen"]):
         yerr = group["tuned_std"].fillna(0).to_numpy()
         ax.errorbar(group["base_mean"], group["tuned_mean"], yerr=yerr, ls="", marker=_MARKERS[seen],
@@ -121,8 +139,8 @@ def _draw_panel(ax: plt.Axes, pair: Pair, task_info: pd.DataFrame, colours: dict
         # lower right: tuned below base, the emptiest corner when the paper's claim holds
         ax.text(0.96, 0.04, text, transform=ax.transAxes, va="bottom", ha="right", fontsize=9,
                 bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.7", alpha=0.9))
-    ax.set_xlim(-3, 103)
-    ax.set_ylim(-3, 103)
+    ax.set_xlim(*limits)
+    ax.set_ylim(*limits)
     ax.set_aspect("equal")
     ax.grid(True, color="0.92", lw=0.6)
 

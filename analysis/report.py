@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from analysis import claims, correlations, plots, stats
+from analysis import chance, claims, correlations, plots, stats
 from analysis.load import Results, ResultsError, load_results
 from analysis.pairs import (TUNED_SETTINGS, Pair, build_pairs, seed_means, short_adapter_labels, task_info,
                             tuned_mask, with_series_labels)
@@ -45,8 +45,8 @@ def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
     """The correlation table for reading: coefficients with CI, p and Holm p, per-seed mean ± sd."""
     out = pd.DataFrame({"model": table["model"]})
     _add_adapter_column(out, table)
-    out["tuned"], out["base"], out["subset"], out["n"] = (
-        table["tuned_setting"], table["base_setting"], table["subset"], table["n"])
+    out["tuned"], out["base"], out["subset"], out["scores"], out["n"] = (
+        table["tuned_setting"], table["base_setting"], table["subset"], table["scores"], table["n"])
     symbols = {"spearman": "ρ", "pearson": "r", "kendall": "τ"}
     for method, symbol in symbols.items():
         out[f"{symbol} [95% CI]"] = [
@@ -62,16 +62,82 @@ def correlation_display(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def headline_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the headline table: subset 'all' on the headline score variant (chance.HEADLINE)."""
+    return table[(table["subset"] == "all") & (table["scores"] == chance.HEADLINE)]
+
+
+def _ci_cell(coef: float, low: float, high: float, p: float) -> str:
+    """'coef [low, high], p = p', or 'undefined'."""
+    if not np.isfinite(coef):
+        return "undefined"
+    return f"{format_number(coef)} [{format_number(low)}, {format_number(high)}], p = {format_p(p)}"
+
+
+def _pair_names(survival: pd.DataFrame) -> pd.Series:
+    """'tuned vs base' per row, with the adapter's label where a tuned setting has several adapters."""
+    labels = short_adapter_labels(list(survival["adapter"]))
+    several = survival.groupby(["model", "tuned_setting"])["adapter"].transform("nunique") > 1
+    return pd.Series([f"{t} [{labels[a]}] vs {b}" if many else f"{t} vs {b}" for t, a, b, many in
+                      zip(survival["tuned_setting"], survival["adapter"], survival["base_setting"], several)],
+                     index=survival.index)
+
+
+def chance_display(survival: pd.DataFrame) -> pd.DataFrame:
+    """Spearman ρ on every score variant side by side (subset 'all') and whether it survives."""
+    out = pd.DataFrame({"model": survival["model"]})
+    _add_adapter_column(out, survival)
+    out["tuned"], out["base"] = survival["tuned_setting"], survival["base_setting"]
+    out["n"] = survival["raw_n"].astype(int)
+    for scores in chance.SCORES:
+        out[f"ρ {chance.LABELS[scores]} [95% CI]"] = [
+            _ci_cell(*values) for values in zip(*(survival[f"{scores}_spearman{suffix}"] for suffix in
+                                                  ("", "_ci_low", "_ci_high", "_p")))]
+    out["n (partial)"] = survival["partial_n"].astype(int)
+    out[f"survives ({chance.LABELS[chance.HEADLINE]})"] = survival["survives"]
+    return out.reset_index(drop=True)
+
+
+def _names(names: pd.Series) -> str:
+    """A list of pair names for a sentence ('none' when empty)."""
+    return ", ".join(names) if len(names) else "none"
+
+
+def survival_sentences(survival: pd.DataFrame) -> list[str]:
+    """One sentence per model: does its correlation survive the chance correction, by the CIs?"""
+    sentences = []
+    names = _pair_names(survival)
+    for model, rows in survival.groupby("model", sort=True):
+        label = names.loc[rows.index]
+        raw = rows["survives"] != "no raw correlation"
+        partial = (rows["partial_spearman_ci_low"] > 0) | (rows["partial_spearman_ci_high"] < 0)
+        if not raw.any():
+            sentences.append(f"**{model}**: no raw ρ over all tasks has a 95% CI excluding 0 "
+                             f"({len(rows)} pairs), so there is no correlation for chance rates to explain.")
+            continue
+        kept, lost = label[raw & (rows["survives"] == "yes")], label[raw & (rows["survives"] == "no")]
+        sentences.append(
+            f"**{model}**: of the {int(raw.sum())} pair(s) whose raw ρ over all tasks has a 95% CI "
+            f"excluding 0, the correlation survives the chance correction (the CI of ρ on "
+            f"{chance.LABELS[chance.HEADLINE]} scores still excludes 0, same sign) for {_names(kept)}"
+            + (f", and does not for {_names(lost)}" if len(lost) else "")
+            + f"; the partial ρ controlling for the chance rate excludes 0 for {_names(label[raw & partial])}.")
+    return sentences
+
+
 def main_table_text(table: pd.DataFrame) -> str:
-    """The subset-'all' rows of the correlation table as Markdown (what the CLI prints)."""
+    """The headline table (subset 'all', headline score variant) and the score variants side by side,
+    as Markdown (what the CLI prints and correlations_all.md holds)."""
     if table.empty:
         return "(no correlations)\n"
-    return to_markdown(correlation_display(table[table["subset"] == "all"]))
+    return (to_markdown(correlation_display(headline_rows(table))) + "\n"
+            + to_markdown(chance_display(correlations.chance_survival(table))))
 
 
 def per_task_table(means: pd.DataFrame, info: pd.DataFrame, tuned_settings: Sequence[str]
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per (model, task): every series' seed mean and std (CSV) and 'mean ± sd' (display)."""
+    """Per (model, task): every series' seed mean and std, and the mean above chance and
+    chance-normalised (CSV); 'mean ± sd' and the normalised mean (display)."""
     wide = means.pivot_table(index=["model", "task"], columns="series", values=["mean", "std"],
                              aggfunc="first", dropna=False)
     series = plots.ordered_series(means)
@@ -83,11 +149,15 @@ def per_task_table(means: pd.DataFrame, info: pd.DataFrame, tuned_settings: Sequ
     base["seen"] = [seen.get((m, t), "–") for m, t in zip(base["model"], base["task"])]
     full, display = base.copy(), base[["model", "task", "cluster", "category", "seen",
                                        "metric"]].copy()
+    full["has_chance"] = np.isfinite(base["chance"].to_numpy())
     display["chance"] = base["chance"].map(lambda c: format_number(c, 1))
     for name in series:
         mean, std = wide[("mean", name)].to_numpy(), wide[("std", name)].to_numpy()
         full[f"{name}_mean"], full[f"{name}_std"] = mean, std
+        for scores in chance.CORRECTED:
+            full[f"{name}_{scores}"] = chance.relative_to_chance(mean, base["chance"].to_numpy(), scores)
         display[name] = [format_mean_std(m, s) for m, s in zip(mean, std)]
+        display[f"{name} (norm.)"] = [format_number(v, 1) for v in full[f"{name}_normalised"]]
     order = base.sort_values(["model", "cluster", "task"]).index
     return full.loc[order].reset_index(drop=True), display.loc[order].reset_index(drop=True)
 
@@ -144,8 +214,21 @@ def _hypotheses(n_bootstrap: int, seed: int, alpha: float, n_tests: int) -> list
               f"{stats.EXACT_MAX_N} tasks, otherwise scipy's (t distribution for ρ and r, exact or "
               f"normal for τ). 95% CI: percentile bootstrap over tasks ({n_bootstrap} resamples, "
               f"seed {seed}). Holm-adjusted p-values correct over the family of every defined test "
-              f"of the same coefficient in the correlation table ({n_tests} tests). 'ρ per seed' is "
-              "the mean ± sd of the coefficient computed separately for each seed."),
+              f"of the same coefficient on the same score variant in the correlation table ({n_tests} "
+              "tests each). 'ρ per seed' is the mean ± sd of the coefficient computed separately for "
+              "each seed."),
+        Block("p", "**Chance.** Tasks differ in chance rate (100 / number of options: 50% for two "
+              "options, 16.7% for six), and a setting at chance scores its chance rate on every task, so "
+              "two settings at chance already correlate across tasks. Every correlation is therefore "
+              "also computed on scores relative to chance: *above chance* (score − chance), "
+              "*normalised* (100 · (score − chance) / (100 − chance): 0 at chance, 100 perfect) and "
+              "the *partial* correlation of the raw scores controlling for the chance rate "
+              "(residuals of both on [1, chance]; p from the t distribution with n − 3 df; Spearman "
+              "and Pearson only). Tasks without a chance rate (generative) keep their raw score in "
+              "the first two and are left out of the partial. The headline table uses the "
+              f"{chance.LABELS[chance.HEADLINE]} scores; raw scores are the paper's statistic and "
+              "stand beside them. A correlation *survives* the correction when the 95% CIs of ρ on "
+              "raw and on normalised scores both exclude 0 on the same side."),
         Block("p", "**H2, per task: is the tuned setting better than the base setting beyond "
               "noise?** On the same test items (ids common to every seed and the base run), an "
               "exact McNemar test per seed; a task counts as different only if it is different in "
@@ -303,12 +386,13 @@ def run_analysis(results_dirs: Sequence[str], output_dir: str,
     means = with_series_labels(seed_means(results.scores))
     blocks = [Block("h1", "Tuned vs in-context performance across tasks"),
               Block("p", _sources_text(results, pairs, info))]
-    blocks += _hypotheses(n_bootstrap, seed, alpha, int(np.isfinite(table["spearman_p"]).sum()))
+    headline = table[table["scores"] == chance.HEADLINE]
+    blocks += _hypotheses(n_bootstrap, seed, alpha, int(np.isfinite(headline["spearman_p"]).sum()))
     blocks += _write_correlations(table, output_dir)
     blocks += _write_figures(pairs, info, table, means, output_dir)
     blocks += _write_per_task(means, info, tuned_settings, output_dir)
     blocks += _write_claims(paired, checks, caps, info, output_dir)
-    blocks += [Block("h2", "Caveats"), Block("list", _caveats(table, info, means))]
+    blocks += [Block("h2", "Caveats"), Block("list", _caveats(headline, info, means))]
     atomic_write_text(os.path.join(output_dir, "report.md"), render_markdown(blocks, output_dir))
     atomic_write_text(os.path.join(output_dir, "report.html"), render_html(blocks, "analysis report"))
     logging.info("wrote %s (report.md, report.html, tables, figures/)", output_dir)
@@ -320,14 +404,24 @@ def _write_correlations(table: pd.DataFrame, output_dir: str) -> list[Block]:
     display = correlation_display(table)
     write_table(table, output_dir, "correlations",
                 "Correlation across tasks between tuned and base in-context settings", display)
-    main = display[table["subset"].to_numpy() == "all"]
-    rest = display[table["subset"].to_numpy() != "all"]
+    headline = (table["scores"] == chance.HEADLINE).to_numpy()
+    main = display[headline & (table["subset"].to_numpy() == "all")]
+    rest = display[headline & (table["subset"].to_numpy() != "all")]
+    survival = correlations.chance_survival(table)
     atomic_write_text(os.path.join(output_dir, "correlations_all.md"), main_table_text(table))
-    blocks = [Block("h2", "H1: correlation across tasks (all tasks)"),
-              Block("table", main, "Seed means; subset 'all'. Full precision in correlations.csv.")]
+    label = chance.LABELS[chance.HEADLINE]
+    blocks = [Block("h2", f"H1: correlation across tasks (all tasks, {label} scores)"),
+              Block("table", main, f"Seed means on {label} scores (0 = chance, 100 = perfect); subset "
+                    "'all'. Every score variant, full precision, in correlations.csv."),
+              Block("h3", "Raw and chance-corrected correlations side by side"),
+              Block("table", chance_display(survival), "Spearman ρ over all tasks on each score "
+                    "variant, 95% bootstrap CI and p (partial: t test, n − 3 df, tasks with a chance "
+                    "rate only)."),
+              Block("list", survival_sentences(survival))]
     if len(rest):
-        blocks += [Block("h2", "H1 by subset (seen / held-out, NLU / NLG, clusters)"),
-                   Block("table", rest, "Subsets of tasks; Holm over the whole table.")]
+        blocks += [Block("h2", f"H1 by subset (seen / held-out, NLU / NLG, clusters; {label} scores)"),
+                   Block("table", rest, "Subsets of tasks; Holm over every test on the same score "
+                         "variant. The other variants are in correlations.csv / .md.")]
     return blocks
 
 
@@ -339,12 +433,18 @@ def _write_figures(pairs: Sequence[Pair], info: pd.DataFrame, table: pd.DataFram
         model_pairs = [p for p in pairs if p.model == model]
         model_means = means[means["model"] == model]
         fig1 = plots.figure1(model_pairs, info, table, plots.figure_stem(output_dir, "figure1", model))
+        fig1_corrected = plots.figure1(model_pairs, info, table, plots.figure_stem(
+            output_dir, f"figure1_{chance.HEADLINE}", model), scores=chance.HEADLINE)
         bars = plots.task_bars(model_means, info, plots.figure_stem(output_dir, "task_bars", model))
         heat = plots.heatmap(model_means, plots.figure_stem(output_dir, "heatmap", model))
         blocks += [Block("h3", model),
                    Block("figure", fig1[0], f"{model}: per-task tuned (seed mean ± sd) vs base "
                          "scores; colour = cluster, filled = seen in tuning, open triangle = "
                          "held-out; ρ and p over all tasks."),
+                   Block("figure", fig1_corrected[0], f"{model}: the same on "
+                         f"{chance.LABELS[chance.HEADLINE]} scores (100 · (score − chance) / (100 − "
+                         "chance); dotted lines = chance; tasks without a chance rate at their raw "
+                         "score); ρ and p on these scores."),
                    Block("figure", bars[0], f"{model}: per-task scores of every setting (seed "
                          "mean ± sd); black tick = chance rate."),
                    Block("figure", heat[0], f"{model}: Spearman ρ between the per-task scores of "
@@ -359,7 +459,10 @@ def _write_per_task(means: pd.DataFrame, info: pd.DataFrame, tuned_settings: Seq
     full, display = per_task_table(means, info, tuned_settings)
     write_table(full, output_dir, "per_task", "Per-task scores (seed mean ± sd)", display)
     return [Block("h2", "Per-task scores"),
-            Block("table", display, "Seed mean ± sd; chance = 100 / number of options.")]
+            Block("table", display, "Seed mean ± sd; chance = 100 / number of options; (norm.) = "
+                  "the seed mean normalised, 100 · (score − chance) / (100 − chance), which is the "
+                  "raw score for a task without a chance rate (chance –). Scores above chance are in "
+                  "per_task.csv.")]
 
 
 def _write_claims(paired: pd.DataFrame, checks: pd.DataFrame, caps: pd.DataFrame,

@@ -13,7 +13,7 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from analysis import report
+from analysis import chance, report
 from tests import analysis_synthetic as synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +45,9 @@ def test_correlations_csv_has_contract_columns_and_rows(analysis):
     assert set(REQUIRED) <= set(written.columns)
     assert {"spearman_ci_low", "spearman_ci_high", "spearman_p_holm", "spearman_seed_mean",
             "spearman_seed_std"} <= set(written.columns)
-    all_rows = written[written["subset"] == "all"]
+    variants = written.groupby(["tuned_setting", "base_setting", "subset"])["scores"].apply(sorted)
+    assert all(v == sorted(chance.SCORES) for v in variants)  # every score variant once per pair and subset
+    all_rows = written[(written["subset"] == "all") & (written["scores"] == "raw")]
     assert len(all_rows) == 6 and set(all_rows["n"]) == {len(synthetic.TASKS)}
     assert set(all_rows["n_seeds"]) == {3}  # the seed inside the adapter path does not split groups
     assert {"seen", "held_out", "nlu", "nlg", "cluster:nli"} <= set(written["subset"])
@@ -57,7 +59,7 @@ def test_correlations_equal_scipy_on_independently_computed_seed_means(analysis,
     _, table = analysis
     raw = _raw_scores(run_dirs)
     means = raw.groupby(["setting", "task"])["value"].mean().unstack("setting")
-    for row in table[table["subset"] == "all"].itertuples():
+    for row in table[(table["subset"] == "all") & (table["scores"] == "raw")].itertuples():
         x, y = means[row.tuned_setting], means[row.base_setting]
         assert row.spearman == pytest.approx(sps.spearmanr(x, y).statistic, abs=1e-12)
         assert row.spearman_p == pytest.approx(sps.spearmanr(x, y).pvalue, rel=1e-9)
@@ -71,11 +73,11 @@ def test_correlations_equal_scipy_on_independently_computed_seed_means(analysis,
             assert row.spearman_seed_mean == pytest.approx(np.mean(per_seed), abs=1e-12)
             assert row.spearman_seed_std == pytest.approx(np.std(per_seed, ddof=1), abs=1e-12)
     per_seed = pd.read_csv(os.path.join(analysis[0], "correlations_per_seed.csv"), dtype={"seed": str},
-                           keep_default_na=False)
-    row = table[(table.subset == "all") & (table.tuned_setting == "flan_d") &
+                           keep_default_na=False, na_values={m: [""] for m in ("spearman", "pearson", "kendall")})
+    row = table[(table.subset == "all") & (table.scores == "raw") & (table.tuned_setting == "flan_d") &
                 (table.base_setting == "samplegen_pipeline")].iloc[0]
-    seeds = per_seed[(per_seed.subset == "all") & (per_seed.tuned_setting == "flan_d") &
-                     (per_seed.base_setting == "samplegen_pipeline")]
+    seeds = per_seed[(per_seed.subset == "all") & (per_seed.scores == "raw") &
+                     (per_seed.tuned_setting == "flan_d") & (per_seed.base_setting == "samplegen_pipeline")]
     assert sorted(seeds["seed"]) == sorted(str(s) for s in synthetic.SEEDS)
     for seed_row in seeds.itertuples():  # the base seed paired with the same tuned seed
         tuned = raw[(raw.setting == "flan_d") & (raw.seed == seed_row.seed)].set_index("task")["value"]
@@ -83,9 +85,10 @@ def test_correlations_equal_scipy_on_independently_computed_seed_means(analysis,
         assert seed_row.spearman == pytest.approx(sps.spearmanr(tuned, base.loc[tuned.index]).statistic)
     assert row.spearman_seed_mean == pytest.approx(seeds["spearman"].mean())
     assert row.spearman_seed_std == pytest.approx(seeds["spearman"].std(ddof=1))
-    defined = table["spearman_p"].notna()
-    np.testing.assert_allclose(table.loc[defined, "spearman_p_holm"],
-                               multipletests(table.loc[defined, "spearman_p"], method="holm")[1])
+    for scores in chance.SCORES:  # Holm within each score variant
+        defined = table["spearman_p"].notna() & (table["scores"] == scores)
+        np.testing.assert_allclose(table.loc[defined, "spearman_p_holm"],
+                                   multipletests(table.loc[defined, "spearman_p"], method="holm")[1])
 
 
 def test_paired_mcnemar_equals_statsmodels_on_raw_predictions(analysis, run_dirs):
@@ -124,8 +127,8 @@ def test_report_contains_tables_and_embedded_figures(analysis):
         assert text in md and text in page
     for link in [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]:
         assert os.path.isfile(os.path.join(out, link))
-    assert page.count("src='data:image/png;base64,") == 3 and "<img src='figures" not in page
-    for stem in ("figure1", "task_bars", "heatmap"):
+    assert page.count("src='data:image/png;base64,") == 4 and "<img src='figures" not in page
+    for stem in ("figure1", f"figure1_{chance.HEADLINE}", "task_bars", "heatmap"):
         png = matplotlib.image.imread(os.path.join(out, "figures", f"{stem}_{synthetic.MODEL}.png"))
         assert png.shape[0] > 400 and png.shape[1] > 400 and png[..., :3].std() > 0.05
         assert os.path.getsize(os.path.join(out, "figures", f"{stem}_{synthetic.MODEL}.pdf")) > 1000
@@ -168,8 +171,9 @@ def test_cli_prints_main_table(run_dirs, tmp_path):
                            f"--output_dir={out}", "--subset=all", "--n_bootstrap=50"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| llama2-7b | flan_d | gold_pipeline | all | 14 |" in proc.stdout
-    assert "| llama2-7b | flan_d | base_d | all | 14 |" in proc.stdout
+    assert f"| llama2-7b | flan_d | gold_pipeline | all | {chance.HEADLINE} | 14 |" in proc.stdout
+    assert f"| llama2-7b | flan_d | base_d | all | {chance.HEADLINE} | 14 |" in proc.stdout
+    assert "| ρ raw [95% CI] | ρ above chance [95% CI] | ρ normalised [95% CI] |" in proc.stdout
     assert (out / "correlations.csv").is_file() and (out / "report.html").is_file()
 
 
@@ -207,10 +211,10 @@ def test_several_models_adapters_and_variant_settings(tmp_path):
     out = tmp_path / "out"
     table = report.run_analysis([str(tmp_path / "r" / "scores.csv")], str(out), ["all", "seen"],
                                 n_bootstrap=50)
-    assert len(table) == 2 * 2 * 2 * 2  # models x adapters x base settings x subsets
+    assert len(table) == 2 * 2 * 2 * 2 * len(chance.SCORES)  # models x adapters x base settings x subsets x scores
     assert set(table["base_setting"]) == {"gold_pipeline", "gold_pipeline_unified"}
     assert set(table["n_seeds"]) == {2}
     markdown = (out / "correlations.md").read_text()
-    assert "| llama2-7b | flan_setup3_seed{seed} | flan_d | gold_pipeline_unified | all | 8 |" in markdown
+    assert "| llama2-7b | flan_setup3_seed{seed} | flan_d | gold_pipeline_unified | all | raw | 8 |" in markdown
     for model in ("llama2-7b", "mistral-7b"):
         assert (out / "figures" / f"figure1_{model}.png").is_file()

@@ -163,7 +163,7 @@ def test_paired_bootstrap_mean_reproducible():
     assert low < mean < high
 
 
-def _residualised_partial(x, y, z):
+def residualised_partial(x, y, z):
     """Partial r as pingouin / statsmodels define it: Pearson r of the OLS residuals of x and y on
     [1, z] (NaN when a residual vanishes: that variable is a linear function of z); p from
     t = r * sqrt(df / (1 - r^2)) with df = n - 3."""
@@ -189,7 +189,7 @@ def test_partial_correlation_equals_residualised_ols_and_t_with_n_minus_3_df(met
     result = stats.partial_correlation(x, y, z, method)
     if method == "spearman":  # pingouin's partial Spearman: the partial Pearson of the ranks
         x, y, z = (sps.rankdata(v) for v in (x, y, z))
-    r, p = _residualised_partial(x, y, z)
+    r, p = residualised_partial(x, y, z)
     assert result.coef == pytest.approx(r, abs=1e-12)
     assert result.p == pytest.approx(p, rel=1e-10)
     assert result.p_method == "t, 12 df" and result.n == 15
@@ -218,7 +218,7 @@ def test_partial_bootstrap_ci_equals_loop_reference(method):
         a, b, c = x[i], y[i], z[i]
         if method == "spearman":
             a, b, c = (sps.rankdata(v) for v in (a, b, c))
-        reference.append(_residualised_partial(a, b, c)[0])
+        reference.append(residualised_partial(a, b, c)[0])
     reference = np.array(reference)[np.isfinite(reference)]
     assert used == len(reference) > 150
     np.testing.assert_allclose((low, high), np.quantile(reference, [0.025, 0.975]), atol=1e-10)
