@@ -101,14 +101,12 @@ def _chance_note(scores: str, n_no_chance: int) -> str:
 
 
 def correlate(pair: Pair, subset: str, mask: pd.Series, n_bootstrap: int, seed: int,
-              chance_rates: pd.Series | None = None, scores: str = "raw") -> tuple[dict, pd.DataFrame]:
+              chance_rates: pd.Series, scores: str) -> tuple[dict, pd.DataFrame]:
     """One row of the correlation table for one pair restricted to one subset of tasks on one score
-    variant (``chance_rates``: per task, % or NaN; needed for every variant but raw), and the per-seed
-    coefficients behind its seed mean / std columns."""
-    in_subset = mask.reindex(pair.tasks.index, fill_value=False)
-    if chance_rates is None:
-        chance_rates = pd.Series(math.nan, index=pair.tasks.index)
-    n_no_chance = int(np.isnan(chance_rates.reindex(pair.tasks.index[in_subset.to_numpy()]).to_numpy()).sum())
+    variant (``chance_rates``: per task, % or NaN), and the per-seed coefficients behind its seed
+    mean / std columns."""
+    in_subset = mask.reindex(pair.tasks.index, fill_value=False).to_numpy()
+    n_no_chance = int(np.isnan(chance_rates.reindex(pair.tasks.index[in_subset]).to_numpy()).sum())
     pair, covariate = score_variant(pair, chance_rates, scores)
     tasks = pair.tasks[mask.reindex(pair.tasks.index, fill_value=False)]
     tuned, base = tasks["tuned_mean"].to_numpy(), tasks["base_mean"].to_numpy()
