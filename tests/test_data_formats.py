@@ -86,10 +86,11 @@ def test_base_d_is_the_bare_instruction():
     assert prompt_formats.base_d(INSTRUCTION, faithful=True).prompt == "\n" + INSTRUCTION
 
 
-def test_samplegen_pipeline_input_cuts_after_the_first_answer_solution():
+def test_samplegen_pipeline_input_drops_leading_newlines_and_cuts_after_the_first_answer_solution():
     response = "\n\nExample 1:\nA 1: x\nAnswer 1: no\n\nSolution:\nA Solution: y\nAnswer Solution: yes\nAnswer Solution: no"
-    assert prompt_formats.samplegen_pipeline_input(response) == response[: response.index("yes")].rstrip(" ")
-    assert prompt_formats.samplegen_pipeline_input("no marker here") == "no marker here"
+    assert prompt_formats.samplegen_pipeline_input(response) == (
+        "Example 1:\nA 1: x\nAnswer 1: no\n\nSolution:\nA Solution: y\nAnswer Solution:")
+    assert prompt_formats.samplegen_pipeline_input("\nno marker here") == "no marker here"
 
 
 def test_view_puts_options_last_under_the_tasks_name_or_omits_them():

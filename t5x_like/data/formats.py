@@ -201,10 +201,12 @@ def samplegen_test(instruction: str, *, faithful: bool = False) -> Formatted:
 
 
 def samplegen_pipeline_input(response: str) -> str:
-    """SampleGen-Pipeline input: a SampleGen model's response cut after its first `Answer Solution:`.
+    """SampleGen-Pipeline input: a SampleGen model's response without its leading newlines, cut
+    after its first `Answer Solution:` (as the original's `extract_inputs`).
 
-    A response without `Answer Solution:` is returned unchanged (the base model then continues it).
+    A response without `Answer Solution:` is returned whole (the base model then continues it).
     """
+    response = response.lstrip("\n")
     cut = response.find(ANSWER_PREFIX)
     return response if cut < 0 else response[: cut + len(ANSWER_PREFIX)]
 
