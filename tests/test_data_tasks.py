@@ -194,3 +194,24 @@ def test_gsm8k_options_from_the_worked_solution():
     assert len(ex.options) == len(set(ex.options)) == 4
     assert set(ex.options) - {"18"} <= {"16", "3", "4", "9", "2"}
     assert task.to_example(row, 5).options == ex.options  # seeded by the question, not the position
+
+
+def test_arc_choice_with_a_semicolon_split_only_in_faithful_mode(data_dir):
+    row = next(r for r in map(json.loads, (data_dir / "arc_challenge" / "test.jsonl").open())
+               if r["id"] == "MSA_2012_5_23")  # answer C: "Coal is nonrenewable; water is renewable."
+    fixed = tasks.get_task("arc").to_example(row, 0)
+    assert fixed.options == tuple(row["choices"]["text"]) and fixed.label == row["choices"]["text"][2]
+    faithful = tasks.get_task("arc").to_example(row, 0, faithful=True)
+    # the original's "; ".join(choices).split(";"), stripped: six pieces, and the label is piece 2
+    assert faithful.options == ("Both are renewable.", "Both are nonrenewable.", "Coal is nonrenewable",
+                                "water is renewable.", "Coal is renewable", "water is nonrenewable.")
+    assert faithful.label == "Coal is nonrenewable"
+
+
+def test_openbookqa_shows_the_question_stem_then_the_fact():
+    row = {"id": "7", "question_stem": "Plants need", "fact1": "plants need light",
+           "choices": {"text": ["light", "noise"], "label": ["A", "B"]}, "answerKey": "A"}
+    example = tasks.get_task("openbookqa").to_example(row, 0)
+    assert example.fields == (("question_stem", '"Plants need"'), ("fact", "plants need light"))
+    del row["fact1"]  # the hub's `main` config (the local bundle) has no fact
+    assert tasks.get_task("openbookqa").to_example(row, 0).fields == (("question_stem", '"Plants need"'),)

@@ -209,10 +209,18 @@ def generation(mapping: Sequence[tuple[str, str]], target_col: str) -> Parser:
 
 def _letter_choices(question_field: str, question_col: str, *, quote_if_unquoted: bool = False,
                     optional_fact: bool = False) -> Parser:
-    """ARC / OpenBookQA: options = `choices.text`, label = the choice whose letter is `answerKey`."""
+    """ARC / OpenBookQA: options = `choices.text`, label = the choice whose letter is `answerKey`;
+    OpenBookQA's fact (hub config `additional`) follows the question stem, as in the original.
+
+    Faithful: the options are the choices joined by "; " and split again at every ";" (the
+    original's bug: a choice containing ";" becomes two options, and the label is the piece at the
+    answer's index).
+    """
 
     def parse(row: Row, faithful: bool) -> Parsed | None:
         options = tuple(_text(t) for t in row["choices"]["text"])
+        if faithful:
+            options = tuple(part.strip() for part in "; ".join(options).split(";"))
         key = _text(row["answerKey"]).strip()
         keys = [_text(k).strip() for k in row["choices"]["label"]]
         if key not in keys:
@@ -222,7 +230,7 @@ def _letter_choices(question_field: str, question_col: str, *, quote_if_unquoted
             question = _quote(question)
         fields = ((question_field, question),)
         if optional_fact and row.get("fact1"):
-            fields = (("fact", _text(row["fact1"])),) + fields
+            fields += (("fact", _text(row["fact1"])),)
         return Parsed(fields, options[keys.index(key)], options)
     return parse
 
@@ -739,7 +747,7 @@ def _build_registry() -> None:
                    ("question_stem", "choices", "answerKey", "fact1"), optional_columns=("fact1",)),
               _letter_choices("question_stem", "question_stem", quote_if_unquoted=True,
                               optional_fact=True),
-              "accuracy", fields=("fact", "question_stem"), optional_fields=("fact",),
+              "accuracy", fields=("question_stem", "fact"), optional_fields=("fact",),
               notes=("the `fact` field exists only with the hub's `additional` config; the local "
                      "bundle holds the `main` config, whose examples have no `fact` field",))
     _register("squad", "reading_comp", NLU,
