@@ -22,7 +22,7 @@ from typing import Any
 from absl import app, flags
 
 from benchmarks.common import (default_model_dir, our_run_details, machine_state, report_phases, timed_process,
-                               versions, write_results)
+                               torch_greedy, versions, write_results)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("role", "driver", ["driver", "torch"], "driver: run the benchmark; torch: one PyTorch generation process.")
@@ -61,21 +61,11 @@ def torch_generate(model_dir: str, requests_path: str, output_path: str) -> None
     loaded = time.perf_counter()
     rows = [json.loads(line) for line in open(requests_path)]
     prompts = [tokenizer.encode(r["prompt"]) for r in rows]
-    width = max(map(len, prompts))
-    ids = torch.full((len(prompts), width), tokenizer.pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for b, p in enumerate(prompts):
-        ids[b, width - len(p):], mask[b, width - len(p):] = torch.tensor(p), 1
-    eos = model.generation_config.eos_token_id
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=rows[0]["max_new_tokens"],
-                             do_sample=False, pad_token_id=tokenizer.pad_id, eos_token_id=eos)
+    generated_ids = torch_greedy(model, prompts, rows[0]["max_new_tokens"], tokenizer.pad_id)
     generated = time.perf_counter()
     report_phases(load_s=loaded - start, generate_s=generated - loaded)
-    eos_ids = set(eos if isinstance(eos, list) else [eos])
     with open(output_path, "w") as f:
-        for row, seq in zip(rows, out[:, width:].tolist()):
-            kept = next((seq[:k] for k, t in enumerate(seq) if t in eos_ids), seq)
+        for row, kept in zip(rows, generated_ids):
             f.write(json.dumps({**row, "tokens": kept, "num_tokens": len(kept)}) + "\n")
 
 

@@ -84,10 +84,9 @@ def build_requests(model_dir: str, num: int, min_tokens: int, max_tokens: int, d
 # ------------------------------------------------------------------------------------------------
 def torch_score(model_dir: str, requests_path: str, output_path: str, batch_size: int) -> None:
     import torch
-    import torch.nn.functional as F
     import transformers
-    from tqdm import tqdm
 
+    from benchmarks.common import torch_loglikelihoods
     from t5x_like.tokenization import load_tokenizer
 
     start = time.perf_counter()
@@ -96,28 +95,11 @@ def torch_score(model_dir: str, requests_path: str, output_path: str, batch_size
     loaded = time.perf_counter()
     rows = [json.loads(line) for line in open(requests_path)]
     encoded = [tokenizer.encode_pair(r["context"], r["continuation"]) for r in rows]
-    max_length = model.config.max_position_embeddings
-    order = sorted(range(len(rows)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
-    results: dict[int, dict[str, Any]] = {}
-    with torch.no_grad():
-        for first in tqdm(range(0, len(order), batch_size), desc="torch scoring", unit="batch"):
-            batch = order[first:first + batch_size]
-            inputs = [(encoded[i][0] + encoded[i][1])[-(max_length + 1):][:-1] for i in batch]
-            width = max(map(len, inputs))
-            ids = torch.full((len(batch), width), tokenizer.pad_id, dtype=torch.long)
-            for b, seq in enumerate(inputs):
-                ids[b, :len(seq)] = torch.tensor(seq)
-            logprobs = F.log_softmax(model(ids).logits.float(), dim=-1)
-            for b, i in enumerate(batch):
-                cont = torch.tensor(encoded[i][1])
-                n, c = len(inputs[b]), len(cont)
-                rows_lp = logprobs[b, n - c:n]
-                results[i] = {"logprob": float(rows_lp.gather(-1, cont[:, None]).sum()),
-                              "is_greedy": bool((rows_lp.argmax(-1) == cont).all()), "num_tokens": c}
+    results = torch_loglikelihoods(model, encoded, batch_size, tokenizer.pad_id)
     scored = time.perf_counter()
     with open(output_path, "w") as f:
-        for i, row in enumerate(rows):
-            f.write(json.dumps({**row, **results[i]}) + "\n")
+        for row, result in zip(rows, results):
+            f.write(json.dumps({**row, **result}) + "\n")
     report_phases(load_s=loaded - start, score_s=scored - loaded)
 
 

@@ -1,4 +1,5 @@
-"""Helpers of the benchmarks: whole-process timing with the machine load, matmul peak, results files."""
+"""Helpers of the benchmarks: whole-process timing with the machine load, matmul peak, results files, and
+the PyTorch baselines (transformers' loglikelihood and greedy-generation recipes) they compare against."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -87,8 +88,15 @@ def default_model_dir() -> str:
     return str(gguf.ensure_smollm2())
 
 
-def versions() -> dict[str, str]:
-    return {p: importlib.metadata.version(p) for p in ("jax", "jaxlib", "flax", "torch", "transformers")}
+def versions(packages: tuple[str, ...] = ("jax", "jaxlib", "flax", "torch", "transformers")) -> dict[str, str | None]:
+    """Installed versions of `packages` (None for one that is not installed)."""
+    found = {}
+    for package in packages:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
 
 
 def write_results(name: str, results: dict[str, Any]) -> pathlib.Path:
@@ -97,3 +105,54 @@ def write_results(name: str, results: dict[str, Any]) -> pathlib.Path:
     path = RESULTS / f"{name}.json"
     atomic_write_json(str(path), results)
     return path
+
+
+# ------------------------------------------------------------------------------------------------
+# PyTorch baselines (transformers models; torch is imported by the caller)
+# ------------------------------------------------------------------------------------------------
+def torch_loglikelihoods(model: Any, encoded: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int
+                         ) -> list[dict[str, Any]]:
+    """lm-evaluation-harness's HF loglikelihood recipe on (context ids, continuation ids): requests sorted
+    longest first, batches right-padded to their longest row, `no_grad`, log_softmax at every position,
+    the continuation's log-probs gathered. Runs on the model's device; results in input order."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    max_length = model.config.max_position_embeddings
+    order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
+    results: dict[int, dict[str, Any]] = {}
+    with torch.no_grad():
+        for first in tqdm(range(0, len(order), batch_size), desc="torch scoring", unit="batch"):
+            batch = order[first:first + batch_size]
+            inputs = [(encoded[i][0] + encoded[i][1])[-(max_length + 1):][:-1] for i in batch]
+            width = max(map(len, inputs))
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            for b, seq in enumerate(inputs):
+                ids[b, :len(seq)] = torch.tensor(seq)
+            logprobs = F.log_softmax(model(ids.to(model.device)).logits.float(), dim=-1).cpu()
+            for b, i in enumerate(batch):
+                cont = torch.tensor(encoded[i][1])
+                n, c = len(inputs[b]), len(cont)
+                rows_lp = logprobs[b, n - c:n]
+                results[i] = {"logprob": float(rows_lp.gather(-1, cont[:, None]).sum()),
+                              "is_greedy": bool((rows_lp.argmax(-1) == cont).all()), "num_tokens": c}
+    return [results[i] for i in range(len(encoded))]
+
+
+def torch_greedy(model: Any, prompts: list[list[int]], max_new_tokens: int, pad_id: int) -> list[list[int]]:
+    """transformers' greedy `generate` with its KV cache on the left-padded prompts, one batch, on the
+    model's device; per prompt the new ids before the model's first EOS (which ends a row)."""
+    import torch
+
+    width = max(map(len, prompts))
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for b, p in enumerate(prompts):
+        ids[b, width - len(p):], mask[b, width - len(p):] = torch.tensor(p), 1
+    eos = model.generation_config.eos_token_id
+    with torch.no_grad():
+        out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id, eos_token_id=eos)
+    eos_ids = set(eos if isinstance(eos, list) else [eos])
+    return [next((seq[:k] for k, t in enumerate(seq) if t in eos_ids), seq) for seq in out[:, width:].tolist()]
