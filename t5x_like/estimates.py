@@ -39,12 +39,15 @@ HARDWARE = {
 }
 
 
+def hardware_of_device_kind(kind: str) -> str | None:
+    """The HARDWARE key whose `device_kinds` include a JAX `device_kind`, or None when none does."""
+    return next((name for name, hardware in HARDWARE.items() if kind in hardware.device_kinds), None)
+
+
 def peak_flops_of_device_kind(kind: str) -> float | None:
     """The vendor dense bf16 peak FLOP/s of a JAX `device_kind`, or None when it is not in HARDWARE."""
-    for hardware in HARDWARE.values():
-        if kind in hardware.device_kinds:
-            return hardware.peak_tflops * 1e12
-    return None
+    name = hardware_of_device_kind(kind)
+    return None if name is None else HARDWARE[name].peak_tflops * 1e12
 
 
 @dataclasses.dataclass(frozen=True)
