@@ -70,11 +70,12 @@ def test_samplegen_default_drops_only_the_literals():
     assert "<s>" not in formatted.prompt + formatted.target
 
 
-def test_samplegen_test_prompt_matches_training_prompt_unless_faithful():
+def test_samplegen_test_prompt_matches_training_prompt_unless_the_original_newline_is_asked_for():
     train_prompt = prompt_formats.samplegen_train(INSTRUCTION, ITEM, EXAMPLES).prompt
     assert prompt_formats.samplegen_test(INSTRUCTION).prompt == train_prompt
-    faithful = prompt_formats.samplegen_test(INSTRUCTION, faithful=True).prompt
+    faithful = prompt_formats.samplegen_test(INSTRUCTION, faithful=True, newline_before_close=True).prompt
     assert faithful == "<s>" + train_prompt[: -len("[/INST]")] + "\n[/INST]"
+    assert prompt_formats.samplegen_test(INSTRUCTION, faithful=True).prompt == "<s>" + train_prompt
 
 
 def test_gold_pipeline_matches_the_original_text():
@@ -83,7 +84,16 @@ def test_gold_pipeline_matches_the_original_text():
 
 def test_base_d_is_the_bare_instruction():
     assert prompt_formats.base_d(INSTRUCTION).prompt == INSTRUCTION
-    assert prompt_formats.base_d(INSTRUCTION, faithful=True).prompt == "\n" + INSTRUCTION
+    assert prompt_formats.base_d(INSTRUCTION, leading_newline=True).prompt == "\n" + INSTRUCTION
+    # the original's "\n[/INST]" deletion also took the instruction's own last newline
+    assert prompt_formats.base_d(INSTRUCTION + "\n\n", leading_newline=True).prompt == "\n" + INSTRUCTION + "\n"
+
+
+def test_faithful_training_and_samplegen_prompts_cut_trailing_newlines_of_the_instruction():
+    assert prompt_formats.flan_train(INSTRUCTION + "\n", "yes", faithful=True).prompt.endswith("yes; no[/INST]")
+    assert prompt_formats.flan_test(INSTRUCTION + "\n", faithful=True).prompt.endswith("yes; no\n[/INST]")
+    assert prompt_formats.samplegen_test(INSTRUCTION + "\n", faithful=True).prompt.endswith("yes; no[/INST]")
+    assert prompt_formats.flan_train(INSTRUCTION + "\n", "yes").prompt.endswith("yes; no\n[/INST]")
 
 
 def test_samplegen_pipeline_input_drops_leading_newlines_and_cuts_after_the_first_answer_solution():
@@ -136,6 +146,23 @@ def test_bigbench_closed_format_quotes_options_and_cuts_trailing_periods():
     gold = prompt_formats.gold_pipeline(prompt_formats.bigbench_view(item), [prompt_formats.bigbench_view(item)]).prompt
     assert gold.endswith('\nSolution:\nQuestion Solution: Is it?\nOptions Solution: "Yes", "No"\nAnswer Solution:')
     assert gold.startswith('Example 1:\nQuestion 1: Is it?\nOptions 1: "Yes", "No"\nAnswer 1: Yes.\n')
+
+
+def test_bigbench_gold_pipeline_faithful_reproduces_the_originals_artefacts():
+    """Hand-derived from add_train_ic (original_code_facts.md §3.4): blank lines collapsed, "Context: "
+    deleted, and `Options 1:Options 2:` where both examples show the same options."""
+    item = 'Question: Which?\n\n"Yes", "No"'
+    examples = [('Question: Context: A story.\n\nDid it?\n"Yes", "No"', "Yes"),
+                ('Question: Q: Another.\n"Yes", "No"', "No")]
+    assert prompt_formats.bigbench_gold_pipeline_faithful(item, examples).prompt == (
+        'Example 1:\nQuestion 1: A story.\nDid it?\nOptions 1:Options 2: "Yes", "No"\nAnswer 1: Yes\n\n'
+        'Example 2:\nQuestion 2: Another.\nOptions 1:Options 2: "Yes", "No"\nAnswer 2: No\n\n'
+        'Solution:\nQuestion Solution: Which?\nOptions Solution: "Yes", "No"\nAnswer Solution:')
+    distinct = [('Question: A?\n"a", "b"', "a"), ('Question: B?\n"c", "d"', "d")]
+    unified = prompt_formats.bigbench_gold_pipeline_faithful(item, distinct, unified=True).prompt
+    assert unified == ('Example 1:\nInput 1 1: A?\nInput 2 1: "a", "b"\nAnswer 1: a\n\n'
+                       'Example 2:\nInput 1 2: B?\nInput 2 2: "c", "d"\nAnswer 2: d\n\n'
+                       'Solution:\nInput 1 Solution: Which?\nInput 2 Solution: "Yes", "No"\nAnswer Solution:')
 
 
 def test_bigbench_ladder_grows_more_ornate_and_keeps_the_content():

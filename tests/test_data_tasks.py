@@ -215,3 +215,15 @@ def test_openbookqa_shows_the_question_stem_then_the_fact():
     assert example.fields == (("question_stem", '"Plants need"'), ("fact", "plants need light"))
     del row["fact1"]  # the hub's `main` config (the local bundle) has no fact
     assert tasks.get_task("openbookqa").to_example(row, 0).fields == (("question_stem", '"Plants need"'),)
+
+
+def test_bigbench_questions_get_the_originals_deletions_and_default_cleaning():
+    row = {"inputs": "Context: Ben said, \"Yes\".\nQ: Is it true? ", "targets": ["no"],
+           "multiple_choice_targets": ["yes", "no"], "idx": 0}
+    stories = tasks.get_task("strange_stories")
+    # the original deleted every "Q: " of strange_stories / social_iqa and kept the rest as it was
+    assert stories.to_example(row, 0, faithful=True).fields == (("question", 'Context: Ben said, "Yes".\nIs it true? '),)
+    assert stories.to_example(row, 0).fields == (("question", 'Context: Ben said, "Yes".\nIs it true?'),)
+    causal = dict(row, inputs="How would a typical person answer?\n\nQ: Did A: cause it?\nOptions: - Yes")
+    assert tasks.get_task("causal_judgment").to_example(causal, 0, faithful=True).fields == (
+        ("question", "How would a typical person answer?\n\nQ: Did cause it?\n- Yes"),)

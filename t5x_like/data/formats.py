@@ -12,6 +12,7 @@ the end of training targets).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Sequence
 
 from t5x_like.data.examples import Example
@@ -148,9 +149,15 @@ def solution_fields(item: View, *, unified: bool = False, corrupted: bool = Fals
 # --- Regular (FLAN) --------------------------------------------------------------------------
 
 
+def _instance(instruction: str, faithful: bool) -> str:
+    """The instruction as a training or SampleGen prompt shows it (faithful: trailing newlines cut,
+    as the original did there and not in the Regular test prompt)."""
+    return instruction.rstrip("\n") if faithful else instruction
+
+
 def flan_train(instruction: str, answer: str, *, faithful: bool = False) -> Formatted:
     """Regular prompt for training: chat wrapper + instruction; target `\\nAnswer Solution: {answer}`."""
-    prompt = chat_wrap(SYSTEM_FLAN, instruction, faithful=faithful)
+    prompt = chat_wrap(SYSTEM_FLAN, _instance(instruction, faithful), faithful=faithful)
     return Formatted(prompt, f"\n{ANSWER_PREFIX} {answer}{_eos(faithful)}")
 
 
@@ -159,9 +166,11 @@ def flan_test(instruction: str, *, faithful: bool = False) -> Formatted:
     return Formatted(chat_wrap(SYSTEM_FLAN, instruction, faithful=faithful))
 
 
-def base_d(instruction: str, *, faithful: bool = False) -> Formatted:
-    """Base-D: the bare instruction (the original stripped the wrapper but kept a leading newline)."""
-    return Formatted(f"\n{instruction}" if faithful else instruction)
+def base_d(instruction: str, *, leading_newline: bool = False) -> Formatted:
+    """Base-D: the bare instruction. `leading_newline`: what the original's wrapper stripping left of
+    a Regular test prompt of a FLAN task (a newline before the instruction, whose own last newline
+    went with `[/INST]`)."""
+    return Formatted("\n" + instruction.removesuffix("\n") if leading_newline else instruction)
 
 
 # --- SampleGen -------------------------------------------------------------------------------
@@ -190,14 +199,14 @@ def samplegen_train(
     answer = item.answer if show_answer else ""
     solution = solution_fields(item, unified=unified, corrupted=corrupted)
     target = f"\n{blocks}\nSolution:{solution}\n{ANSWER_PREFIX} {answer}\n{END_EXAMPLES}\n{_eos(faithful)}"
-    return Formatted(chat_wrap(SYSTEM_SAMPLEGEN, instruction, faithful=faithful), target)
+    return Formatted(chat_wrap(SYSTEM_SAMPLEGEN, _instance(instruction, faithful), faithful=faithful), target)
 
 
-def samplegen_test(instruction: str, *, faithful: bool = False) -> Formatted:
-    """SampleGen-Direct prompt: the training prompt; faithful mode adds the original's `\\n` before `[/INST]`."""
-    return Formatted(
-        chat_wrap(SYSTEM_SAMPLEGEN, instruction, faithful=faithful, newline_before_close=faithful)
-    )
+def samplegen_test(instruction: str, *, faithful: bool = False, newline_before_close: bool = False) -> Formatted:
+    """SampleGen-Direct prompt: the training prompt; `newline_before_close` adds the `\\n` before
+    `[/INST]` that the original's SampleGen test prompts of FLAN tasks had."""
+    return Formatted(chat_wrap(SYSTEM_SAMPLEGEN, _instance(instruction, faithful), faithful=faithful,
+                               newline_before_close=newline_before_close))
 
 
 def samplegen_pipeline_input(response: str) -> str:
@@ -264,6 +273,41 @@ def bigbench_instruction(question: str, options: Sequence[str], style: str = "cl
             lead, options_lead = BIGBENCH_LADDER[level - 1]
             return f"{lead} {question} {options_lead} {join_options(options, quoted=True)}"
     raise ValueError(f"unknown BIG-bench prompt style {style!r}; expected one of {BIGBENCH_STYLES}")
+
+
+def bigbench_gold_pipeline_faithful(item_instruction: str, examples: Sequence[tuple[str, str]], *,
+                                    options_at_line_start: bool = False, unified: bool = False) -> Formatted:
+    """The original's BIG-bench/GSM8K Gold Pipeline prompt (`add_train_ic`), its artefacts included.
+
+    `item_instruction` is the item's closed-style instruction, `examples` the (closed-style
+    instruction, answer) of each gold example. Each example block is its instruction plus
+    `\\nAnswer Solution: {answer}` with every "Q: ", "Context: " and " choice:..." tail deleted, blank
+    lines collapsed and the Question / Answer names numbered. Then, for each quoted stretch of the
+    joined blocks in turn (first '"' to last '"' of a line; strange_stories: only at a line start),
+    "Options k: " goes before every occurrence of that text (two examples with the same options
+    read `Options 1:Options 2: ...`), and the space before every "Options" is deleted. The item's
+    Solution block collapses blank lines, renames every "Question" "Question Solution" and puts
+    "Options Solution: " before its first quoted stretch. `unified` renames every "Question"
+    "Input 1" and every "Options" "Input 2".
+    """
+    blocks = []
+    for number, (instruction, answer) in enumerate(examples, start=1):
+        text = f"{instruction}\n{ANSWER_PREFIX} {answer}".replace("Q: ", "")
+        text = re.sub(r" choice:.*", "", text, flags=re.DOTALL).replace("Context: ", "")
+        text = text.replace("\n \n", "\n").replace("\n\n", "\n")
+        text = text.replace(ANSWER_PREFIX, f"Answer {number}:").replace("Question:", f"Question {number}:")
+        blocks.append(f"Example {number}:\n" + text.replace("Options:", f"Options {number}:"))
+    joined = "\n\n".join(blocks)
+    quoted = re.findall(r'\n(".+")+' if options_at_line_start else r'(".+")+', joined)
+    for number, options in enumerate(quoted, start=1):
+        joined = joined.replace(options, f"Options {number}: {options}")
+    joined = joined.replace(" Options", "Options")
+    solution = item_instruction.replace("\n \n", "\n").replace("\n\n", "\n").replace("Question", "Question Solution")
+    options = re.findall(r'(".+")+', solution)[0]
+    text = f"{joined}\n\nSolution:\n" + solution.replace(options, f"Options Solution: {options}\n{ANSWER_PREFIX}")
+    if unified:
+        text = text.replace("Question", "Input 1").replace("Options", "Input 2")
+    return Formatted(text)
 
 
 def bigbench_question(example: Example) -> str:

@@ -234,14 +234,22 @@ def format_item(item: Example, spec: FormatSpec, split: str, ctx: Context) -> di
     shown = show(item, ctx.seed, spec.bigbench_style, ctx.template_set)
     examples = in_context_examples(item, spec, split, ctx)
     views = [example_view(example, shown, ctx) for example in examples]
-    numbered = registry.is_bigbench_style(item.task) or registry.get_task(item.task).cluster != "translation_nlg"
+    bigbench = registry.is_bigbench_style(item.task)
+    numbered = bigbench or registry.get_task(item.task).cluster != "translation_nlg"
+    # the original's newline quirks of Base-D and SampleGen-D belong to its FLAN-task prompts only
+    flan_quirks = ctx.faithful and not bigbench
     if spec.kind == "flan":
         formatted = (prompt_formats.flan_train(shown.instruction, shown.view.answer, faithful=ctx.faithful)
                      if split == TRAIN else prompt_formats.flan_test(shown.instruction, faithful=ctx.faithful))
     elif spec.kind == "base_d":
-        formatted = prompt_formats.base_d(shown.instruction, faithful=ctx.faithful)
+        formatted = prompt_formats.base_d(shown.instruction, leading_newline=flan_quirks)
     elif spec.kind == "samplegen" and split == TEST:
-        formatted = prompt_formats.samplegen_test(shown.instruction, faithful=ctx.faithful)
+        formatted = prompt_formats.samplegen_test(shown.instruction, faithful=ctx.faithful,
+                                                  newline_before_close=flan_quirks)
+    elif spec.kind == "gold_pipeline" and bigbench and ctx.faithful:
+        formatted = prompt_formats.bigbench_gold_pipeline_faithful(
+            shown.instruction, [(show(example, ctx.seed).instruction, example.label) for example in examples],
+            options_at_line_start=item.task == "strange_stories", unified=spec.unified)
     elif spec.kind == "samplegen":
         formatted = prompt_formats.samplegen_train(
             shown.instruction, shown.view, views, faithful=ctx.faithful, number_fields=numbered,

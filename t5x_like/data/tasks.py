@@ -505,26 +505,42 @@ def _opin_movie(row: Row, faithful: bool) -> Parsed | None:
 
 
 _BIGBENCH_CHOICE_LINE = re.compile(r"\n\s*choice:.*", re.DOTALL)
+# What the original deleted from the `inputs` of some BIG-bench tasks (create_bigbench_task_prompts):
+# every "Q: " and everything from the first " choice:" (social_iqa, strange_stories), every "A: " and
+# "Options: " (causal_judgment).
+_ORIGINAL_INPUT_DELETIONS = {
+    "social_iqa": (r"Q: ", r" choice:.*"), "strange_stories": (r"Q: ", r" choice:.*"),
+    "causal_judgment": (r"A: ", r"Options: ")}
+
+
+def original_bigbench_input(task: str, text: str) -> str:
+    """BIG-bench `inputs` with the original's per-task deletions, and nothing else."""
+    for pattern in _ORIGINAL_INPUT_DELETIONS.get(task, ()):
+        text = re.sub(pattern, "", text, flags=re.DOTALL)
+    return text
 
 
 def clean_bigbench_input(text: str) -> str:
-    """BIG-bench hub `inputs` without the default 'Q: ' / choice lines / trailing 'A:' decoration."""
+    """BIG-bench hub `inputs` without the default 'Q: ' / choice lines / trailing 'A:' decoration
+    and surrounding whitespace (every task; the original cleaned some tasks only)."""
     text = _BIGBENCH_CHOICE_LINE.sub("", text)
     text = re.sub(r"\n?A:\s*$", "", text)
     text = re.sub(r"^Q: ", "", text)
     return text.strip()
 
 
-def _bigbench(num_options: int | None = None) -> Parser:
-    """BIG-bench (tasksource schema): question = cleaned inputs, options = multiple_choice_targets,
-    label = first target; `num_options` keeps only rows with that many options."""
+def _bigbench(task: str, num_options: int | None = None) -> Parser:
+    """BIG-bench (tasksource schema): question = the inputs with the original's deletions for `task`
+    (default: also cleaned, `clean_bigbench_input`), options = multiple_choice_targets, label = first
+    target; `num_options` keeps only rows with that many options."""
 
     def parse(row: Row, faithful: bool) -> Parsed | None:
         options = tuple(_text(o) for o in row["multiple_choice_targets"])
         if num_options is not None and len(options) != num_options:
             return None
         label = _text(row["targets"][0])
-        return Parsed((("question", clean_bigbench_input(_text(row["inputs"]))),), label, options)
+        question = original_bigbench_input(task, _text(row["inputs"]))
+        return Parsed((("question", question if faithful else clean_bigbench_input(question)),), label, options)
     return parse
 
 
@@ -931,7 +947,7 @@ def _build_registry() -> None:
                   _hub("tasksource/bigbench", config, "validation", "train", "bigbench",
                        ("inputs", "targets", "multiple_choice_targets"),
                        local_format="bigbench_json", bigbench_files=files),
-                  _bigbench(n_options), "accuracy", fields=("question",),
+                  _bigbench(name, n_options), "accuracy", fields=("question",),
                   template_group="tracking_shuffled_objects" if n_options else name,
                   notes=("test items = tasksource's train split, in-context examples = its "
                          "validation split (as the original)",))
