@@ -130,9 +130,9 @@ def torch_loglikelihoods(model: Any, encoded: list[tuple[list[int], list[int]]],
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             for b, seq in enumerate(inputs):
                 ids[b, :len(seq)] = torch.tensor(seq)
-            logprobs = F.log_softmax(model(ids.to(model.device)).logits.float(), dim=-1).cpu()
+            logprobs = F.log_softmax(model(ids.to(model.device)).logits.float(), dim=-1)
             for b, i in enumerate(batch):
-                cont = torch.tensor(encoded[i][1])
+                cont = torch.tensor(encoded[i][1], device=logprobs.device)
                 n, c = len(inputs[b]), len(cont)
                 rows_lp = logprobs[b, n - c:n]
                 results[i] = {"logprob": float(rows_lp.gather(-1, cont[:, None]).sum()),
