@@ -123,8 +123,9 @@ def test_unified_field_names():
 
 
 def test_corrupted_examples_and_solution_fields():
+    """original_code_facts.md §3.7: `Example k:\n(blank)\nAnswer k: \n(blank)`, Solution fields "None"."""
     target = prompt_formats.samplegen_train(INSTRUCTION, ITEM, EXAMPLES, corrupted=True).target
-    assert target == ("\n\nExample 1:\n\nAnswer 1: \n\nExample 2:\n\nAnswer 2: \n\nSolution:\n"
+    assert target == ("\n\nExample 1:\n(blank)\nAnswer 1: \n(blank)\n\nExample 2:\n(blank)\nAnswer 2: \n(blank)\n\nSolution:\n"
                       "Premise Solution: None\nHypothesis Solution: None\nOptions Solution: None\n"
                       "Answer Solution: yes\nEND_EXAMPLES\n")
 

@@ -1,5 +1,6 @@
 """The prepared data directory: determinism, pairing, example provenance, mixtures, errors, CLI."""
 import collections
+import re
 import hashlib
 import json
 import pathlib
@@ -12,6 +13,7 @@ from configs.data import default as default_config
 from conftest import shared_path
 from t5x_like import io_utils
 from t5x_like.data import pipeline
+from t5x_like.data.examples import Example
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TASKS = "rte,copa,sst2,squad,causal_judgment,mnli"
@@ -310,3 +312,26 @@ def test_every_data_config_names_known_tasks_formats_and_setups(name, arg):
     pipeline._selected_tasks(config.tasks)
     pipeline._selected_formats(config.formats)
     pipeline._check_setups(config, pipeline._selected_formats(config.formats))
+
+
+def test_faithful_solution_blocks_show_what_the_originals_second_formatting_left(data_dir, tmp_path):
+    """create_mix_prompts formatted a Solution block's item twice: qnli's quoting shows twice, copa's
+    options only there; its in-context examples (formatted once) and wic never show an options line."""
+    config = make_config(data_dir, tasks="qnli,copa", num_test=3, mixture="", faithful=True,
+                         formats="samplegen,gold_pipeline")
+    pipeline.prepare(config, tmp_path)
+    qnli = rows(tmp_path, "gold_pipeline/qnli/test.jsonl")[0]["prompt"]
+    examples, solution = qnli.split("\nSolution:\n")
+    assert re.search(r'^Question 1: "[^"]', examples, re.M) and re.search(r'^Question Solution: ""', solution, re.M)
+    copa = rows(tmp_path, "samplegen/copa/train.jsonl")[0]["target"]
+    examples, solution = copa.split("\nSolution:\n")
+    assert "Options 1:" not in examples and "\nOptions Solution: " in solution
+    wic = [Example("wic", str(i), (("word", "w"), ("sentence1", f"s{i}"), ("sentence2", f"t{i}")), "True",
+                   ("True", "False")) for i in range(4)]
+    for faithful, shown in ((True, False), (False, True)):
+        ctx = pipeline.Context(seed=0, faithful=faithful, pools={"wic": pipeline.ExamplePool(wic[1:])})
+        row = pipeline.format_item(wic[0], pipeline.FORMATS["gold_pipeline"], "test", ctx)
+        assert ("Options 1: True; False" in row["prompt"]) == shown
+    default = make_config(data_dir, tasks="qnli", num_test=3, mixture="", formats="gold_pipeline")
+    pipeline.prepare(default, tmp_path / "default")
+    assert '""' not in rows(tmp_path / "default", "gold_pipeline/qnli/test.jsonl")[0]["prompt"]

@@ -31,6 +31,7 @@ SYSTEM_SAMPLEGEN = (
     "'Answer Solution: ... END_EXAMPLES'"
 )
 CORRUPTED_VALUE = "None"  # what the corrupted variant shows instead of the item's fields
+CORRUPTED_BLANK = "(blank)"  # what it shows instead of an in-context example's fields and answer
 
 # BIG-bench prompt-complexity ladder (`bad-prompt-1..6`): the same question and options in
 # increasingly ornate wording, written for this project. Each entry is (lead-in, options lead-in).
@@ -124,12 +125,13 @@ def example_block(
 
     `field_number` (default `number`) is the suffix of the field names; `number_fields=False` drops
     the number from field and answer names (the original does so for translation tasks); unified
-    names are "Input j" without an example number; corrupted examples keep only empty slots.
+    names are "Input j" without an example number; corrupted examples show `(blank)` for their
+    fields and answer, as the original's.
     """
     field_suffix = str(number if field_number is None else field_number)
     answer_name = f"Answer {number}" if number_fields else "Answer"
     if corrupted:
-        return f"\nExample {number}:\n\n{answer_name}: \n"
+        return f"\nExample {number}:\n{CORRUPTED_BLANK}\n{answer_name}: \n{CORRUPTED_BLANK}\n"
     lines = []
     for position, (name, text) in enumerate(item.fields, start=1):
         suffix = "" if unified or not number_fields else field_suffix

@@ -163,14 +163,21 @@ class Shown:
     template: templates.Template | None
 
 
-def _task_view(example: Example) -> prompt_formats.View:
+def _task_view(example: Example, *, faithful: bool = False, solution: bool = False) -> prompt_formats.View:
     """The field-block view of an example whose label is already its template's target.
 
-    The options line is left out only where the registry says the options are already shown as
-    fields and they really are among the field texts; otherwise they are listed as "options".
+    Default: the options line is left out only where the registry says the options are already
+    shown as fields and they really are among the field texts; otherwise they are listed as
+    "options". Faithful: the original's blocks, which show no options line where the registry says
+    so (except the Solution block of copa) and, in a `solution` block, the quoted fields quoted a
+    second time (the original formatted that item twice).
     """
-    options_field = registry.get_task(example.task).options_field
-    if options_field is None and not set(example.options) <= {text for _, text in example.fields}:
+    task = registry.get_task(example.task)
+    options_field = task.options_field
+    if faithful and solution:
+        options_field = options_field or task.solution_options_field
+        example = dataclasses.replace(example, fields=registry.quote_fields(example.fields, task.quoted_fields))
+    elif not faithful and options_field is None and not set(example.options) <= {text for _, text in example.fields}:
         options_field = "options"
     return prompt_formats.view(example, options_field=options_field)
 
@@ -186,14 +193,15 @@ def targeted(template: templates.Template, example: Example) -> Example:
 
 
 def show(item: Example, seed: int, bigbench_style: str = "closed",
-         template_set: Mapping[str, Sequence[templates.Template]] | None = None) -> Shown:
+         template_set: Mapping[str, Sequence[templates.Template]] | None = None, faithful: bool = False) -> Shown:
     """Draw the item's template from `template_set` (None: the built-in set), seeded by task, id
-    and seed, and render it."""
+    and seed, and render it; the view is the item as an in-context example shows it."""
     if registry.is_bigbench_style(item.task):
         instruction = prompt_formats.bigbench_instruction(prompt_formats.bigbench_question(item), item.options, bigbench_style)
         return Shown(instruction, prompt_formats.bigbench_view(item), f"bigbench_{bigbench_style}", None)
     template = templates.draw_template(item.task, item.id, seed, template_set)
-    return Shown(templates.render(template, item), _task_view(targeted(template, item)), template.id, template)
+    return Shown(templates.render(template, item), _task_view(targeted(template, item), faithful=faithful),
+                 template.id, template)
 
 
 def example_view(example: Example, shown: Shown, ctx: Context) -> prompt_formats.View:
@@ -201,8 +209,8 @@ def example_view(example: Example, shown: Shown, ctx: Context) -> prompt_formats
     if registry.is_bigbench_style(example.task):
         return prompt_formats.bigbench_view(example)
     if shown.template is not None and example.task == shown.view.example.task:
-        return _task_view(targeted(shown.template, example))
-    return show(example, ctx.seed, template_set=ctx.template_set).view
+        return _task_view(targeted(shown.template, example), faithful=ctx.faithful)
+    return show(example, ctx.seed, template_set=ctx.template_set, faithful=ctx.faithful).view
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,9 +239,11 @@ def in_context_examples(item: Example, spec: FormatSpec, split: str, ctx: Contex
 
 def format_item(item: Example, spec: FormatSpec, split: str, ctx: Context) -> dict[str, Any]:
     """One output line: the item formatted in `spec`, with its template and in-context example ids."""
-    shown = show(item, ctx.seed, spec.bigbench_style, ctx.template_set)
+    shown = show(item, ctx.seed, spec.bigbench_style, ctx.template_set, ctx.faithful)
     examples = in_context_examples(item, spec, split, ctx)
     views = [example_view(example, shown, ctx) for example in examples]
+    solution = shown.view if shown.template is None else _task_view(shown.view.example, faithful=ctx.faithful,
+                                                                      solution=True)
     bigbench = registry.is_bigbench_style(item.task)
     numbered = bigbench or registry.get_task(item.task).cluster != "translation_nlg"
     # the original's newline quirks of Base-D and SampleGen-D belong to its FLAN-task prompts only
@@ -252,12 +262,12 @@ def format_item(item: Example, spec: FormatSpec, split: str, ctx: Context) -> di
             options_at_line_start=item.task == "strange_stories", unified=spec.unified)
     elif spec.kind == "samplegen":
         formatted = prompt_formats.samplegen_train(
-            shown.instruction, shown.view, views, faithful=ctx.faithful, number_fields=numbered,
+            shown.instruction, solution, views, faithful=ctx.faithful, number_fields=numbered,
             unified=spec.unified, corrupted=spec.corrupted, show_answer=spec.show_answer,
         )
     else:
         formatted = prompt_formats.gold_pipeline(
-            shown.view, views, unified=spec.unified, number_fields=numbered,
+            solution, views, unified=spec.unified, number_fields=numbered,
             renumber_fields=not (ctx.faithful and spec.ablation),
         )
     return {

@@ -93,7 +93,10 @@ class Task:
     names the source's answer column. Translation examples carry both sides as fields and the
     default target as label; a template may target another field (`target_fields`).
     `options_field` is the name the original SampleGen block gives the options line (None where
-    the original shows no options line).
+    the original shows no options line); `solution_options_field` the name of the options line the
+    original's Solution blocks showed all the same (copa). `quoted_fields` are wrapped in double
+    quotes, as the original did each time it formatted a row (its Solution blocks formatted the
+    item twice and so showed them quoted twice).
     """
 
     name: str
@@ -106,6 +109,8 @@ class Task:
     fields: tuple[str, ...]
     label_name: str = "label"
     options_field: str | None = "options"
+    solution_options_field: str | None = None
+    quoted_fields: tuple[str, ...] = ()
     target_fields: tuple[str, ...] = ()
     optional_fields: tuple[str, ...] = ()  # fields only some sources provide (render empty where absent)
     template_group: str = ""
@@ -116,7 +121,7 @@ class Task:
         parsed = self.parser(row, faithful)
         if parsed is None:
             return None
-        return Example(task=self.name, id=row_id(row, row_index), fields=parsed.fields,
+        return Example(task=self.name, id=row_id(row, row_index), fields=quote_fields(parsed.fields, self.quoted_fields),
                        label=parsed.label, options=parsed.options,
                        references=parsed.references or (parsed.label,))
 
@@ -147,10 +152,14 @@ def _quote(text: str) -> str:
     return f'"{text}"'
 
 
-def _fields(row: Row, mapping: Sequence[tuple[str, str]], quoted: Sequence[str] = ()) -> tuple:
-    """(field, text) pairs from (field name, source column) pairs; `quoted` fields get quotes."""
-    return tuple((name, _quote(_text(row[col])) if name in quoted else _text(row[col]))
-                 for name, col in mapping)
+def _fields(row: Row, mapping: Sequence[tuple[str, str]]) -> tuple:
+    """(field, text) pairs from (field name, source column) pairs."""
+    return tuple((name, _text(row[col])) for name, col in mapping)
+
+
+def quote_fields(fields: Sequence[tuple[str, str]], names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The fields with those named in `names` wrapped in double quotes."""
+    return tuple((name, _quote(text) if name in names else text) for name, text in fields)
 
 
 def _pick(options: Sequence[str], index: int, faithful: bool) -> str | None:
@@ -166,7 +175,7 @@ def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
 
 
 def class_label(mapping: Sequence[tuple[str, str]], options: Sequence[str], *,
-                label_col: str = "label", quoted: Sequence[str] = ()) -> Parser:
+                label_col: str = "label") -> Parser:
     """Parser for a fixed option list indexed by an integer label column."""
     options = tuple(options)
 
@@ -174,12 +183,12 @@ def class_label(mapping: Sequence[tuple[str, str]], options: Sequence[str], *,
         label = _pick(options, int(row[label_col]), faithful)
         if label is None:
             return None
-        return Parsed(_fields(row, mapping, quoted), label, options)
+        return Parsed(_fields(row, mapping), label, options)
     return parse
 
 
 def choice_columns(mapping: Sequence[tuple[str, str]], option_cols: Sequence[str], *,
-                   label_col: str = "label", first_label: int = 0, quoted: Sequence[str] = (),
+                   label_col: str = "label", first_label: int = 0,
                    clean: Callable[[str], str] = lambda s: s) -> Parser:
     """Parser whose options are the texts of several columns and whose label indexes them."""
 
@@ -191,7 +200,7 @@ def choice_columns(mapping: Sequence[tuple[str, str]], option_cols: Sequence[str
         label = _pick(options, int(raw) - first_label, faithful)
         if label is None:
             return None
-        return Parsed(_fields(row, mapping, quoted), label, options)
+        return Parsed(_fields(row, mapping), label, options)
     return parse
 
 
@@ -585,6 +594,7 @@ def _local_dir(name: str) -> str:
 def _register(name: str, cluster: str | None, category: str, source: Source, parser: Parser,
               metric: str, *, generative: bool = False, fields: Sequence[str],
               label_name: str = "label", options_field: str | None = "options",
+              solution_options_field: str | None = None, quoted_fields: Sequence[str] = (),
               target_fields: Sequence[str] = (), optional_fields: Sequence[str] = (),
               template_group: str | None = None, notes: Sequence[str] = ()) -> None:
     """Add one task to the registry (names must be unique, metrics known)."""
@@ -594,6 +604,7 @@ def _register(name: str, cluster: str | None, category: str, source: Source, par
                            parser=parser, metric=metric, generative=generative,
                            fields=tuple(fields), label_name=label_name,
                            options_field=None if generative else options_field,
+                           solution_options_field=solution_options_field, quoted_fields=tuple(quoted_fields),
                            target_fields=tuple(target_fields),
                            optional_fields=tuple(optional_fields),
                            template_group=template_group or name, notes=tuple(notes))
@@ -654,9 +665,8 @@ def _build_registry() -> None:
     _register("qnli", "nli", NLU,
               _hub(GLUE, "qnli", "train", "validation", "qnli", ("question", "sentence", "label"),
                    tfds_name="glue/qnli"),
-              class_label((("question", "question"), ("sentence", "sentence")), YES_NO,
-                          quoted=("question", "sentence")),
-              "accuracy", fields=("question", "sentence"),
+              class_label((("question", "question"), ("sentence", "sentence")), YES_NO),
+              "accuracy", fields=("question", "sentence"), quoted_fields=("question", "sentence"),
               notes=("question and sentence wrapped in double quotes, as the original",))
     # --- commonsense ---------------------------------------------------------------------------
     _register("copa", "commonsense", NLU,
@@ -665,7 +675,7 @@ def _build_registry() -> None:
                    faithful_eval_split="test", tfds_name="super_glue/copa"),
               choice_columns((("premise", "premise"), ("question", "question")),
                              ("choice1", "choice2")),
-              "accuracy", fields=("premise", "question"), options_field=None,
+              "accuracy", fields=("premise", "question"), options_field=None, solution_options_field="options",
               notes=("eval split validation (faithful: the unlabelled test split, every gold = choice2)",))
     _register("hellaswag", "commonsense", NLU,
               _hub("Rowan/hellaswag", None, "train", "validation", "hellaswag",
@@ -784,9 +794,9 @@ def _build_registry() -> None:
                    ("context", "question", "answer0", "answer1", "answer2", "answer3", "label"),
                    tfds_name="cosmos_qa"),
               choice_columns((("context", "context"), ("question", "question")),
-                             ("answer0", "answer1", "answer2", "answer3"), quoted=("question",),
+                             ("answer0", "answer1", "answer2", "answer3"),
                              clean=lambda s: s.replace(" .", ".")),
-              "accuracy", fields=("context", "question"))
+              "accuracy", fields=("context", "question"), quoted_fields=("question",))
     _register("record", "reading_comp_with_cs", NLU,
               _hub(SUPER_GLUE, "record", "train", "validation", "record",
                    ("passage", "query", "entities", "answers"), tfds_name="super_glue/record"),
@@ -824,9 +834,8 @@ def _build_registry() -> None:
               notes=("metric SQuAD EM/F1 (the original's simple_accuracy was always 0)",))
     _register("trec", "misc", NLU,
               _hub("CogComp/trec", None, "train", "test", "trec", ("text", "coarse_label")),
-              class_label((("text", "text"),), TREC_COARSE, label_col="coarse_label",
-                          quoted=("text",)),
-              "accuracy", fields=("text",))
+              class_label((("text", "text"),), TREC_COARSE, label_col="coarse_label"),
+              "accuracy", fields=("text",), quoted_fields=("text",))
     _register("cola", "misc", NLU,
               _hub(GLUE, "cola", "train", "validation", "cola", ("sentence", "label"),
                    faithful_eval_split="test", tfds_name="glue/cola"),
