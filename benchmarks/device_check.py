@@ -158,6 +158,7 @@ def device_name() -> str:
 
 
 def environment(out: dict[str, Any]) -> None:
+    """Versions, devices and their memory, the vendor table entry, JAX's own environment summary."""
     import jax
 
     from t5x_like import estimates, io_utils
@@ -251,6 +252,7 @@ def parity_greedy(config: Any, params: Any, ref: dict[str, np.ndarray]) -> dict[
 
 
 def numerics(out: dict[str, Any], sizes: Sizes) -> None:
+    """Every (parity model, dtype, attention impl) combination as a row; one failing row fails alone."""
     import jax
 
     from t5x_like import hf_io
@@ -270,6 +272,7 @@ def numerics(out: dict[str, Any], sizes: Sizes) -> None:
                 impl_config = config.replace(attention_impl=impl)
 
                 def measure() -> None:
+                    """Scores under this impl; greedy once per cache-attention path."""
                     parity_scores(impl_config, params, ref, row)
                     if row["generation_attention"] not in greedy:
                         greedy[row["generation_attention"]] = parity_greedy(impl_config, params, ref)
@@ -384,6 +387,7 @@ def public(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_engine(model_dir: str, dtype: str, partitioner: Any, batch_size: int) -> Any:
+    """`Engine.load` of `model_dir` with `dtype` weights and compute on `partitioner`'s mesh."""
     from t5x_like.engine import Engine
     from t5x_like.models.config import ModelConfig
 
@@ -392,6 +396,8 @@ def load_engine(model_dir: str, dtype: str, partitioner: Any, batch_size: int) -
 
 
 def inference(out: dict[str, Any], sizes: Sizes, smoke: bool, shared: dict[str, Any]) -> None:
+    """Our engine on one device, then transformers on the same requests; leaves the workload and our
+    outputs in `shared` for the sharded section."""
     import jax
 
     from t5x_like.partitioning import Partitioner
@@ -409,6 +415,7 @@ def inference(out: dict[str, Any], sizes: Sizes, smoke: bool, shared: dict[str, 
     out["transformers"] = torch_part
 
     def compare() -> None:
+        """transformers on the same device (or why not), its agreement with ours and the speed ratios."""
         try:
             device = torch_device(jax.default_backend())
         except ImportError:
@@ -433,6 +440,7 @@ def inference(out: dict[str, Any], sizes: Sizes, smoke: bool, shared: dict[str, 
 
 
 def sharded(out: dict[str, Any], sizes: Sizes, shared: dict[str, Any]) -> None:
+    """The inference workload on every local device (rows over the data axis) vs the one-device run."""
     import jax
 
     from configs.base import get_partitioning_config
@@ -529,7 +537,8 @@ def train_mode(mode: str, sizes: Sizes, out: dict[str, Any]) -> None:
 
 
 def training(out: dict[str, Any], sizes: Sizes) -> None:
-    out.update(model={k: v for k, v in sizes.train_model.items()},
+    """A LoRA and a full fine-tuning step (each fails alone)."""
+    out.update(model=dict(sizes.train_model),
                numerics="configs/experiments/paper_common.py: bf16 weights and compute, remat full, LoRA r64 "
                         "alpha 16 dropout 0.1 on q_proj/v_proj, AdamW, clipping 1.0")
     out["device_memory_before"] = device_memory()
@@ -563,6 +572,7 @@ def _count(n: int | None) -> str:
 
 
 def _gib(memory: list[dict[str, Any]] | None, key: str) -> str:
+    """The largest `key` over the devices' memory stats, in GiB ('-' when the backend has none)."""
     values = [m[key] for m in memory or [] if m.get(key) is not None]
     return f"{max(values) / 2**30:.2f}" if values else "-"
 
@@ -677,6 +687,7 @@ def check(smoke: bool, prefix: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
+    """Refuses full mode on CPU, runs the check, prints the JSON report and the tables."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     with one_line_errors("device_check"):

@@ -109,3 +109,14 @@ def test_full_mode_refuses_on_cpu_in_one_line():
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("device_check: error: JAX sees only CPU devices") and "--smoke" in last
     assert "Traceback" not in proc.stderr
+
+
+def test_a_failing_section_is_recorded_and_the_report_still_written(tmp_path):
+    proc = run_check(["--smoke", "--sections=environment,inference", f"--inference_model={tmp_path}/missing",
+                      f"--out={tmp_path}/report"], {"JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sections = json.loads((tmp_path / "report.json").read_text())["sections"]
+    assert sections["environment"]["status"] == "ok"
+    assert sections["inference"]["status"] == "error"
+    assert "FileNotFoundError" in sections["inference"]["error"] and "missing" in sections["inference"]["error"]
+    assert "| inference | error |" in (tmp_path / "report.md").read_text()
