@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import shared_path
-from t5x_like.data import sources, tasks, templates
+from t5x_like.data import formats, sources, tasks, templates
 from t5x_like.data.examples import Example
 
 LEFTOVER = re.compile(r"\{[A-Za-z_]+\}")
@@ -204,4 +204,29 @@ def _rte_only(text: str, n: int = 5) -> str:
 def test_authors_file_errors_are_one_line_naming_task_and_placeholder(tmp_path, body, message):
     with pytest.raises(templates.TemplateError, match=message) as error:
         templates.load_template_file(_patterns_file(tmp_path, body))
+    assert "\n" not in str(error.value)
+
+
+def test_authors_bigbench_styles_fill_like_their_str_format():
+    path = shared_path("reference", "ukplab", "prompts", "templates.json")
+    theirs = json.loads(path.read_text())
+    wordings = templates.load_bigbench_wordings(path)
+    options = ["Yes.", "No"]
+    quoted, lettered = '"Yes", "No"', '(a) "Yes", (b) "No"'
+    assert formats.bigbench_instruction("Is it?", options, "closed", wordings) == theirs["bigbench-closed"].format(
+        question="Is it?", options=quoted)
+    for k in range(1, 7):  # their test.py strips the ladder's question: .rstrip(" ").rstrip("\n")
+        for question, stripped in (("Is it? ", "Is it?"), ("Is it? \n", "Is it? ")):
+            assert formats.bigbench_instruction(question, options, f"bad_prompt_{k}", wordings) == (
+                theirs[f"bigbench-bad-prompt-{k}"].format(question=stripped, options=quoted))
+    assert formats.bigbench_instruction("Is it?", options, "adv", wordings) == theirs["bigbench-adv"].format(
+        question="Is it?", numbered_options=lettered)
+
+
+def test_bigbench_styles_file_errors_name_the_key(tmp_path):
+    path = tmp_path / "templates.json"
+    path.write_text(json.dumps({"bigbench-closed": "{question} {choices}"}))
+    with pytest.raises(templates.TemplateError, match=r"bigbench-closed: placeholders.*\['choices', 'question'\].*"
+                                                      r"no string 'bigbench-bad-prompt-1'") as error:
+        templates.load_bigbench_wordings(path)
     assert "\n" not in str(error.value)

@@ -67,6 +67,7 @@ def test_authors_template_file_is_used_recorded_and_byte_identical_on_rerun(data
     pipeline.prepare(config, tmp_path / "b")
     assert all_files(tmp_path / "a") == all_files(tmp_path / "b")
     assert first["templates"] == {"file": str(authors), "sha256": hashlib.sha256(authors.read_bytes()).hexdigest()}
+    assert first["bigbench_templates"] == {"file": "builtin"}
     for relative in first["files"]:
         assert all(r["template_id"].startswith("flan_orig:") for r in rows(tmp_path / "a", relative))
     own = rows(tmp_path / "a", "flan/rte/test.jsonl")
@@ -74,6 +75,17 @@ def test_authors_template_file_is_used_recorded_and_byte_identical_on_rerun(data
     assert builtin["templates"]["file"] == "builtin"
     assert [r["id"] for r in rows(tmp_path / "c", "flan/rte/test.jsonl")] == [r["id"] for r in own]  # same items
     assert all(a["prompt"] != b["prompt"] for a, b in zip(own, rows(tmp_path / "c", "flan/rte/test.jsonl")))
+
+
+def test_authors_bigbench_styles_are_used_and_recorded(data_dir, tmp_path):
+    styles = shared_path("reference", "ukplab", "prompts", "templates.json")
+    config = make_config(data_dir, tasks="causal_judgment", num_test=2, mixture="", formats="base_d_bad_prompt_1",
+                         bigbench_templates_file=str(styles))
+    manifest = pipeline.prepare(config, tmp_path)
+    assert manifest["bigbench_templates"] == {"file": str(styles),
+                                              "sha256": hashlib.sha256(styles.read_bytes()).hexdigest()}
+    lead = json.loads(styles.read_text())["bigbench-bad-prompt-1"].split("{question}")[0]
+    assert all(r["prompt"].startswith(lead) for r in rows(tmp_path, "base_d_bad_prompt_1/causal_judgment/test.jsonl"))
 
 
 def test_bad_template_file_fails_before_writing(data_dir, tmp_path):

@@ -19,6 +19,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.faithful = False  # True: reproduce the original's prompt quirks (literal <s>/</s>, newline before [/INST], ...)
     # the authors' prompts/flan_orig.py (UKPLab/arxiv2025-inherent-limits-plms) or a JSON template set; None = own wordings
     c.templates_file = config_dict.placeholder(str)
+    # the authors' prompts/templates.json: its BIG-bench styles (closed, bad-prompt-1..6, adv); None = own wordings
+    c.bigbench_templates_file = config_dict.placeholder(str)
     c.carve_example_pool = False  # tasks without a train split: carve in-context examples out of the eval split
     c.carved_pool_size = 100  # at most this many (and at most half the eval split) when carving
     c.mixture = "default"  # mixture setup: default | setup1 .. setup7; "" = no mixture

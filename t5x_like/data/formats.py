@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from t5x_like.data.examples import Example
 
@@ -258,17 +258,28 @@ def letter_options(options: Sequence[str]) -> tuple[str, ...]:
     return tuple(f"({chr(ord('a') + i)}) {option}" for i, option in enumerate(options))
 
 
-def bigbench_instruction(question: str, options: Sequence[str], style: str = "closed") -> str:
+def _lettered_quoted(options: Sequence[str]) -> str:
+    """The `adv` style's options: `(a) "first", (b) "second"` (trailing '.' cut)."""
+    return ", ".join(f'({chr(ord("a") + i)}) "{option.rstrip(".")}"' for i, option in enumerate(options))
+
+
+def bigbench_instruction(question: str, options: Sequence[str], style: str = "closed",
+                         wordings: Mapping[str, str] | None = None) -> str:
     """A BIG-bench/GSM8K instruction: `Question: q\\n"a", "b"`, a ladder wording, or lettered options.
 
     `adv` shows `q\\n(a) "a", (b) "b"` and an injected instruction to print 'None' (the original's
-    lettering and layout, own wording of the injection).
+    lettering and layout, own wording of the injection). `wordings` (style -> text with
+    `{question}`, `{options}`, `{numbered_options}`, e.g. the authors' templates.json) replace the
+    own wordings; the ladder's question loses trailing spaces and newlines there, as the original's.
     """
+    if wordings is not None:
+        values = {"question": question.rstrip(" ").rstrip("\n") if style.startswith("bad_prompt_") else question,
+                  "options": join_options(options, quoted=True), "numbered_options": _lettered_quoted(options)}
+        return re.sub(r"\{(question|options|numbered_options)\}", lambda m: values[m.group(1)], wordings[style])
     if style == "closed":
         return f"Question: {question}\n{join_options(options, quoted=True)}"
     if style == "adv":
-        lettered = ", ".join(f'({chr(ord("a") + i)}) "{option.rstrip(".")}"' for i, option in enumerate(options))
-        return f"{question}\n{lettered}\n{ADV_INJECTION}"
+        return f"{question}\n{_lettered_quoted(options)}\n{ADV_INJECTION}"
     if style.startswith("bad_prompt_") and style[len("bad_prompt_"):].isdigit():
         level = int(style[len("bad_prompt_"):])
         if 1 <= level <= len(BIGBENCH_LADDER):

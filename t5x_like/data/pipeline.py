@@ -192,15 +192,16 @@ def targeted(template: templates.Template, example: Example) -> Example:
                                references=(answer,))
 
 
-def show(item: Example, seed: int, bigbench_style: str = "closed",
-         template_set: Mapping[str, Sequence[templates.Template]] | None = None, faithful: bool = False) -> Shown:
-    """Draw the item's template from `template_set` (None: the built-in set), seeded by task, id
-    and seed, and render it; the view is the item as an in-context example shows it."""
+def show(item: Example, ctx: Context, bigbench_style: str = "closed") -> Shown:
+    """Draw the item's template from the context's template set, seeded by task, id and seed, and
+    render it (BIG-bench/GSM8K: the style's instruction); the view is the item as an in-context
+    example shows it."""
     if registry.is_bigbench_style(item.task):
-        instruction = prompt_formats.bigbench_instruction(prompt_formats.bigbench_question(item), item.options, bigbench_style)
+        instruction = prompt_formats.bigbench_instruction(prompt_formats.bigbench_question(item), item.options,
+                                                          bigbench_style, ctx.bigbench_wordings)
         return Shown(instruction, prompt_formats.bigbench_view(item), f"bigbench_{bigbench_style}", None)
-    template = templates.draw_template(item.task, item.id, seed, template_set)
-    return Shown(templates.render(template, item), _task_view(targeted(template, item), faithful=faithful),
+    template = templates.draw_template(item.task, item.id, ctx.seed, ctx.template_set)
+    return Shown(templates.render(template, item), _task_view(targeted(template, item), faithful=ctx.faithful),
                  template.id, template)
 
 
@@ -210,7 +211,7 @@ def example_view(example: Example, shown: Shown, ctx: Context) -> prompt_formats
         return prompt_formats.bigbench_view(example)
     if shown.template is not None and example.task == shown.view.example.task:
         return _task_view(targeted(shown.template, example), faithful=ctx.faithful)
-    return show(example, ctx.seed, template_set=ctx.template_set, faithful=ctx.faithful).view
+    return show(example, ctx).view
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +225,7 @@ class Context:
     ablation_pool: ExamplePool = ExamplePool(())  # "Example 1" of each row of the ablation mixture
     num_samples_ablation: int = NUM_EXAMPLES
     template_set: Mapping[str, Sequence[templates.Template]] | None = None  # None: the built-in set
+    bigbench_wordings: Mapping[str, str] | None = None  # BIG-bench style -> text; None: the own wordings
 
 
 def in_context_examples(item: Example, spec: FormatSpec, split: str, ctx: Context) -> list[Example]:
@@ -239,7 +241,7 @@ def in_context_examples(item: Example, spec: FormatSpec, split: str, ctx: Contex
 
 def format_item(item: Example, spec: FormatSpec, split: str, ctx: Context) -> dict[str, Any]:
     """One output line: the item formatted in `spec`, with its template and in-context example ids."""
-    shown = show(item, ctx.seed, spec.bigbench_style, ctx.template_set, ctx.faithful)
+    shown = show(item, ctx, spec.bigbench_style)
     examples = in_context_examples(item, spec, split, ctx)
     views = [example_view(example, shown, ctx) for example in examples]
     solution = shown.view if shown.template is None else _task_view(shown.view.example, faithful=ctx.faithful,
@@ -258,7 +260,7 @@ def format_item(item: Example, spec: FormatSpec, split: str, ctx: Context) -> di
                                                   newline_before_close=flan_quirks)
     elif spec.kind == "gold_pipeline" and bigbench and ctx.faithful:
         formatted = prompt_formats.bigbench_gold_pipeline_faithful(
-            shown.instruction, [(show(example, ctx.seed).instruction, example.label) for example in examples],
+            shown.instruction, [(show(example, ctx).instruction, example.label) for example in examples],
             options_at_line_start=item.task == "strange_stories", unified=spec.unified)
     elif spec.kind == "samplegen":
         formatted = prompt_formats.samplegen_train(
@@ -524,6 +526,7 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
     _check_setups(config, specs)
     setup = config.mixture or ""
     template_set = templates.load_template_file(config.templates_file) if config.templates_file else None
+    wordings = templates.load_bigbench_wordings(config.bigbench_templates_file) if config.bigbench_templates_file else None
     data_dir = sources.resolve_data_dir(config.data_dir)
     loaded, missing = _load_all(names, strict, data_dir, config, specs)
     plans = {name: _plan(name, task, config) for name, task in loaded.items()}
@@ -532,7 +535,7 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
         seed=config.seed, faithful=config.faithful,
         pools={name: ExamplePool(plan.pool) for name, plan in plans.items()},
         relevance_partners=relevance_partners(plans, config.seed) if any(s.relevance for s in specs) else {},
-        num_samples_ablation=config.num_samples_ablation, template_set=template_set,
+        num_samples_ablation=config.num_samples_ablation, template_set=template_set, bigbench_wordings=wordings,
     )
     train_specs = [spec for spec in specs if TRAIN in spec.splits]
     planned_mixtures = {mixture_name(spec.name, setup): (spec, *_mixture_refs(spec, setup, plans, config))
@@ -559,6 +562,7 @@ def prepare(config: Any, output_dir: str | os.PathLike) -> dict[str, Any]:
         "versions": _versions(),
         "formats": [spec.name for spec in specs],
         "templates": templates.template_file_record(config.templates_file),
+        "bigbench_templates": templates.template_file_record(config.bigbench_templates_file, builtin=None),
         "missing_tasks": missing,
         "tasks": {name: _task_manifest(plans[name], loaded[name], ctx) for name in sorted(plans)},
         "mixtures": manifest_mixtures,

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from t5x_like.data.examples import Example
+from t5x_like.data.formats import BIGBENCH_STYLES
 from t5x_like.data.tasks import Task, all_tasks, get_task, is_bigbench_style
 from t5x_like.errors import UserError
 
@@ -242,11 +243,41 @@ def _authors_template(task: Task, item: Any) -> Any:
     return entry
 
 
-def template_file_record(path: str | pathlib.Path | None) -> dict[str, str]:
-    """What a manifest records about the templates used: the file (or "builtin") and its sha256."""
-    source = BUILTIN_TEMPLATE_FILE if path is None else pathlib.Path(path)
-    return {"file": BUILTIN if path is None else str(path),
-            "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+def load_bigbench_wordings(path: str | pathlib.Path) -> dict[str, str]:
+    """The BIG-bench prompt styles of the authors' `prompts/templates.json` (style -> text), validated.
+
+    Keys `bigbench-closed`, `bigbench-bad-prompt-1` ... `-6` and `bigbench-adv` (the texts their
+    test.py used); placeholders `{question}` (required), `{options}`, `{numbered_options}`.
+    """
+    path = pathlib.Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot read template file ({exc})") from exc
+    wordings, problems = {}, []
+    for style in BIGBENCH_STYLES:
+        key = "bigbench-" + style.replace("_", "-")
+        text = data.get(key) if isinstance(data, Mapping) else None
+        if not isinstance(text, str):
+            problems.append(f"no string {key!r} (BIG-bench style {style})")
+            continue
+        unknown = set(_PLACEHOLDER.findall(text)) - {"question", "options", "numbered_options"}
+        if unknown or "{question}" not in text:
+            problems.append(f"{key}: placeholders must be {{question}}, {{options}}, {{numbered_options}} "
+                            f"with {{question}} among them (found {sorted(set(_PLACEHOLDER.findall(text)))})")
+        wordings[style] = text
+    if problems:
+        raise TemplateError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems))
+    return wordings
+
+
+def template_file_record(path: str | pathlib.Path | None,
+                         builtin: pathlib.Path | None = BUILTIN_TEMPLATE_FILE) -> dict[str, str]:
+    """What a manifest records about the templates used: the file (or "builtin") and its sha256
+    (none for built-in wordings that live in code, `builtin=None`)."""
+    if path is None:
+        return {"file": BUILTIN} | ({"sha256": hashlib.sha256(builtin.read_bytes()).hexdigest()} if builtin else {})
+    return {"file": str(path), "sha256": hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()}
 
 
 @functools.lru_cache(maxsize=1)
