@@ -22,7 +22,10 @@ from analysis.pairs import (TUNED_SETTINGS, Pair, build_pairs, seed_means, short
                             tuned_mask, with_series_labels)
 from analysis.tables import (format_cell, format_mean_std, format_number, format_p,
                              to_markdown, write_table)
-from t5x_like.io_utils import atomic_write_text
+from t5x_like.io_utils import atomic_directory, atomic_write_text, workdir_lock
+
+
+REPORT_FILE = "report.md"  # written last: its presence marks a complete analysis directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,6 +368,8 @@ def run_analysis(results_dirs: Sequence[str], output_dir: str,
     """Runs the whole analysis; writes tables, figures and the report; returns the correlations.
 
     ``subsets``: names from correlations.DEFAULT_SUBSETS or ``cluster:<name>`` (None = defaults).
+    The output directory appears whole or not at all (built beside it, then swapped in), under a
+    lock against a second analysis into it; it must be new, empty or an earlier analysis output.
     """
     subsets = tuple(subsets or correlations.DEFAULT_SUBSETS)
     correlations.check_subsets(subsets)
@@ -376,6 +381,27 @@ def run_analysis(results_dirs: Sequence[str], output_dir: str,
         raise ResultsError(f"no tuned-vs-base pair to correlate: settings found {settings}; need, "
                            f"for one model, a tuned setting ({', '.join(tuned_settings)} or a "
                            "variant '<name>_...') and a base setting on common tasks.")
+    check_output_dir(output_dir)
+    with workdir_lock(output_dir, "launch.analyze"), atomic_directory(output_dir) as tmp:
+        table = _write_analysis(results, info, pairs, subsets, tmp, tuned_settings=tuned_settings,
+                                min_cluster_tasks=min_cluster_tasks, n_bootstrap=n_bootstrap, seed=seed, alpha=alpha)
+    logging.info("wrote %s (report.md, report.html, tables, figures/)", output_dir)
+    return table
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Refuses an output directory that holds something other than an earlier analysis (it is replaced
+    as a whole, so a results directory or a home directory given by mistake must not be)."""
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.isfile(
+            os.path.join(output_dir, REPORT_FILE)):
+        raise ResultsError(f"--output_dir={output_dir} is not empty and holds no earlier {REPORT_FILE}; the "
+                           "analysis replaces its output directory as a whole, so give a new or empty one")
+
+
+def _write_analysis(results: Results, info: pd.DataFrame, pairs: Sequence[Pair], subsets: Sequence[str],
+                    output_dir: str, *, tuned_settings: Sequence[str], min_cluster_tasks: int, n_bootstrap: int,
+                    seed: int, alpha: float) -> pd.DataFrame:
+    """Every table, figure and the report into `output_dir` (the report last); returns the correlations."""
     os.makedirs(os.path.join(output_dir, "figures"), exist_ok=True)
     table, per_seed = correlations.correlation_table(pairs, info, subsets, min_cluster_tasks,
                                                      n_bootstrap, seed)
@@ -393,9 +419,8 @@ def run_analysis(results_dirs: Sequence[str], output_dir: str,
     blocks += _write_per_task(means, info, tuned_settings, output_dir)
     blocks += _write_claims(paired, checks, caps, info, output_dir)
     blocks += [Block("h2", "Caveats"), Block("list", _caveats(headline, info, means))]
-    atomic_write_text(os.path.join(output_dir, "report.md"), render_markdown(blocks, output_dir))
     atomic_write_text(os.path.join(output_dir, "report.html"), render_html(blocks, "analysis report"))
-    logging.info("wrote %s (report.md, report.html, tables, figures/)", output_dir)
+    atomic_write_text(os.path.join(output_dir, REPORT_FILE), render_markdown(blocks, output_dir))
     return table
 
 

@@ -112,6 +112,9 @@ def get_train_config() -> ml_collections.ConfigDict:
     t.adam_eps = 1e-8  # AdamW epsilon
     t.weight_decay = 0.0  # AdamW decoupled weight decay
     t.grad_clip = 1.0  # global-norm clipping (0 = off)
+    t.divergence_loss = 100.0  # divergence guard (NaN/inf always stops): stop above this mean loss per token (0 = no bound; chance at 256k vocab: 12.5)
+    t.divergence_grad_norm = 1e6  # stop above this global gradient norm, before clipping (0 = no bound)
+    t.divergence_param_norm = 1e6  # stop above this norm of the trained parameters after the update (0 = no bound)
     t.eval_every = 0  # steps between validation-loss evaluations (0 = every 10% of the run)
     t.eval_batches = 0  # cap on validation batches per evaluation (0 = the whole split)
     t.log_every = 10  # steps between console/metrics.jsonl/TensorBoard rows

@@ -7,10 +7,10 @@ OUT/per_task.*, OUT/paired_tests.*, OUT/new_capabilities.*, OUT/figures/*.{png,p
 OUT/report.md and OUT/report.html, and prints the main correlation table. See docs/analysis.md.
 """
 
-from absl import app, flags
+from absl import flags
 
 from analysis import correlations, pairs, report
-from t5x_like.errors import one_line_errors
+from t5x_like.errors import one_line_errors, run_app
 
 _RESULTS = flags.DEFINE_list("results", None, "Results directories (or scores.csv files), comma-separated.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where tables, figures and the report go.")
@@ -38,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main, "analyze")

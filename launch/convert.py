@@ -11,7 +11,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from t5x_like import gguf
-from t5x_like.errors import one_line_errors
+from t5x_like.errors import one_line_errors, run_app
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("gguf", None, "Path of a llama-architecture GGUF file to convert.")
@@ -38,4 +38,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main, "convert")

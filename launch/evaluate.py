@@ -6,13 +6,12 @@ python -m launch.evaluate --config=configs/experiments/<x>.py --workdir=DIR \
 Writes DIR/predictions/<setting>/<task>.jsonl, DIR/scores.csv and DIR/scores.json (docs/evaluation.md).
 Rerunning the same command resumes a killed run; a finished run does nothing.
 """
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from t5x_like import evaluation, partitioning
-from t5x_like.errors import one_line_errors
+from t5x_like.errors import one_line_errors, run_app
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: predictions, scores, config, provenance.",
@@ -38,4 +37,4 @@ def main_then_shutdown(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("config")
-    app.run(main_then_shutdown)
+    run_app(main_then_shutdown, "evaluate")

@@ -13,8 +13,8 @@ import time
 
 from absl import app, flags, logging
 
-from t5x_like.errors import one_line_errors
-from launch.inference_flags import load_engine
+from t5x_like.errors import one_line_errors, run_app
+from launch.inference_flags import check_output_file, load_engine
 from t5x_like.engine import generation_fields, read_generation_requests
 from t5x_like.io_utils import atomic_write_jsonl
 
@@ -33,13 +33,14 @@ def main(argv: list[str]) -> None:
     start = time.perf_counter()
     with one_line_errors("generate"):
         rows, requests = read_generation_requests(FLAGS.requests, FLAGS.max_new_tokens)
+        check_output_file(FLAGS.output, FLAGS.requests)
         engine = load_engine(FLAGS.model, seed=FLAGS.seed)
         generations = engine.generate(requests, temperature=FLAGS.temperature)
-    atomic_write_jsonl(FLAGS.output, [{**row, **generation_fields(g)} for row, g in zip(rows, generations)])
+        atomic_write_jsonl(FLAGS.output, [{**row, **generation_fields(g)} for row, g in zip(rows, generations)])
     reasons = {r: sum(g.finish_reason == r for g in generations) for r in ("stop", "eos", "length")}
     logging.info("generated %d continuations (%s) in %.1fs; compiled %s; timing %s; wrote %s", len(generations),
                  reasons, time.perf_counter() - start, engine.compile_counts, engine.timing, FLAGS.output)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main, "generate")

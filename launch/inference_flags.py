@@ -6,12 +6,14 @@ host devices share the same cores; the 1-vs-8 device speed on CPU has not been m
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
 from absl import flags, logging
 
 from configs.base import get_partitioning_config
+from t5x_like import io_utils
 from t5x_like.engine import Engine, check_model_dir
 from t5x_like.models.config import ModelConfig
 from t5x_like.partitioning import Partitioner, PartitioningError, create_mesh, rules_from_config
@@ -46,6 +48,13 @@ def partitioner_from_flags() -> Partitioner:
         partitioner = Partitioner(create_mesh((-1, 1, 1), jax.local_devices()), rules)
     logging.info("running on %s", partitioner.describe())
     return partitioner
+
+
+def check_output_file(path: str, requests_file: str) -> None:
+    """Before the model loads: the output's directory is writable and has room for the results (each
+    output line is its request line plus a few fields: at least the request file's size)."""
+    io_utils.check_writable(os.path.dirname(os.path.abspath(path)), os.path.getsize(requests_file),
+                            what="--output directory")
 
 
 def load_engine(model_dir: str, **kwargs: Any) -> Engine:

@@ -3,13 +3,13 @@ r"""Prepare a data directory: prompt-formatted task splits, training mixtures, m
 python -m launch.prepare_data --config=configs/data/default.py --output_dir=OUT \
     [--config.data_dir=DIR] [--config.seed=N] [--config.tasks=rte,copa] [--config.num_test=N]
 """
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from t5x_like import io_utils
 from t5x_like.data import pipeline
-from t5x_like.errors import one_line_errors
+from t5x_like.errors import one_line_errors, run_app
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/data/default.py", "Data config file.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to write the prepared data into.", required=True)
@@ -18,10 +18,11 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to write the pr
 def main(argv: list[str]) -> None:
     del argv
     with one_line_errors("prepare_data"):
+        io_utils.check_writable(_OUTPUT_DIR.value, what="--output_dir")
         manifest = pipeline.prepare(_CONFIG.value, _OUTPUT_DIR.value)
     logging.info("prepared %d tasks, %d files, %d mixtures into %s", len(manifest["tasks"]),
                  len(manifest["files"]), len(manifest["mixtures"]), _OUTPUT_DIR.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main, "prepare_data")

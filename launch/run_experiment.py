@@ -3,13 +3,12 @@ r"""Run one experiment end to end (resumable; finished stages are skipped).
 python -m launch.run_experiment --config=configs/experiments/demo_cpu.py --workdir=DIR \
     [--stages=prepare,evaluate_base,train,evaluate_tuned,analyze] [--dry_run] [--config.x.y=...]
 """
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from t5x_like import experiment, partitioning
-from t5x_like.errors import one_line_errors
+from t5x_like.errors import one_line_errors, run_app
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Experiment directory (created; rerun to resume).", required=True)
@@ -38,4 +37,4 @@ def main_then_shutdown(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("config")
-    app.run(main_then_shutdown)
+    run_app(main_then_shutdown, "run_experiment")

@@ -13,8 +13,8 @@ import time
 
 from absl import app, flags, logging
 
-from t5x_like.errors import one_line_errors
-from launch.inference_flags import load_engine
+from t5x_like.errors import one_line_errors, run_app
+from launch.inference_flags import check_output_file, load_engine
 from t5x_like.engine import read_score_requests, score_fields
 from t5x_like.scoring import DEFAULT_PACK_LENGTH
 from t5x_like.io_utils import atomic_write_jsonl
@@ -33,13 +33,14 @@ def main(argv: list[str]) -> None:
     start = time.perf_counter()
     with one_line_errors("score"):
         rows, requests = read_score_requests(FLAGS.requests)
+        check_output_file(FLAGS.output, FLAGS.requests)
         engine = load_engine(FLAGS.model, pack_length=FLAGS.pack_length, score_batch_tokens=FLAGS.batch_tokens or None)
         results = engine.score(requests)
-    atomic_write_jsonl(FLAGS.output, [{**row, **score_fields(r)} for row, r in zip(rows, results)])
+        atomic_write_jsonl(FLAGS.output, [{**row, **score_fields(r)} for row, r in zip(rows, results)])
     logging.info("scored %d requests (%d truncated) in %.1fs; compiled %s; timing %s; wrote %s", len(results),
                  sum(r.truncated for r in results), time.perf_counter() - start, engine.compile_counts, engine.timing,
                  FLAGS.output)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main, "score")

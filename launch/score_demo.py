@@ -14,7 +14,7 @@ import time
 
 from absl import app, flags
 
-from t5x_like.errors import one_line_errors
+from t5x_like.errors import one_line_errors, run_app
 from launch.inference_flags import load_engine
 from t5x_like import gguf
 from t5x_like.data.sources import load_examples
@@ -45,4 +45,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main, "score_demo")

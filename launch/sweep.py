@@ -9,12 +9,11 @@ Add --override=key=value (repeatable; {model} and {setup} are filled per run) fo
 import os
 import sys
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from t5x_like import sweep
-from t5x_like.errors import one_line_errors
+from t5x_like.errors import one_line_errors, run_app
 
 _SWEEP = config_flags.DEFINE_config_file("sweep", None, "Sweep config file (configs/sweeps/*.py).", lock_config=False)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Sweep directory: sweep.json, runs/, analysis/.", required=True)
@@ -49,4 +48,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("sweep")
-    app.run(main)
+    run_app(main, "sweep")

@@ -134,8 +134,7 @@ def read_adapter(adapter_dir: str, param_dtype: Any) -> tuple[LoraConfig, dict[t
     """An exported PEFT adapter (export_adapter's layout) as (LoraConfig, flat host leaves with our paths)."""
     from safetensors import safe_open
 
-    with open(os.path.join(adapter_dir, ADAPTER_CONFIG), encoding="utf-8") as f:
-        adapter = json.load(f)
+    adapter = io_utils.read_json(os.path.join(adapter_dir, ADAPTER_CONFIG))
     lora = LoraConfig(rank=int(adapter["r"]), alpha=float(adapter["lora_alpha"]), dropout=0.0,
                       targets=tuple(adapter["target_modules"]))
     leaves = {}

@@ -27,7 +27,7 @@ import ml_collections
 from absl import logging
 
 from t5x_like import io_utils
-from t5x_like.errors import UserError
+from t5x_like.errors import PreemptedError, UserError
 from t5x_like.settings import get_setting, trained_model
 
 STAGES = ("prepare", "evaluate_base", "train", "evaluate_tuned", "analyze")
@@ -232,7 +232,7 @@ def stage_train(config: ml_collections.ConfigDict, layout: Layout, run: TunedRun
 
     result = trainer.run(stage_train_config(config, layout, run), layout.train(run), layout.export(run))
     if result.preempted:
-        raise ExperimentError(f"training {run.name} was preempted at step {result.step}; rerun to resume")
+        raise PreemptedError(f"training {run.name} was preempted at step {result.step}; rerun to resume")
     return {"workdir": layout.train(run), "export_dir": layout.export(run), "steps": result.step,
             "final_loss": result.final_loss, "eval_loss": result.eval_loss}
 
@@ -310,15 +310,16 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, stages: list
     partitioning.initialize_distributed(config.partitioning)  # first: jax.distributed must precede any JAX use
     layout = Layout(workdir)
     steps = stage_plan(config, list(stages or STAGES))
-    check_workdir(config, layout)
-    io_utils.barrier("workdir checked")  # every process has compared config.json before it is (re)written
-    io_utils.atomic_write_text(layout.path("config.json"), config.to_json_best_effort(indent=2, sort_keys=True))
-    io_utils.atomic_write_json(layout.path("provenance.json"), io_utils.provenance(experiment=config.experiment))
-    records = [run_stage_once(name, layout, lambda fn=fn: fn(layout)) for name, fn in steps]
-    summary = {"experiment": config.experiment, "workdir": workdir, "stages": records}
-    io_utils.atomic_write_json(layout.path("summary.json"), summary)
-    io_utils.atomic_write_text(layout.path("summary.md"), summary_markdown(summary, layout))
-    io_utils.barrier("summary written")
+    with io_utils.workdir_lock(workdir, "launch.run_experiment"):
+        check_workdir(config, layout)
+        io_utils.barrier("workdir checked")  # every process has compared config.json before it is (re)written
+        io_utils.atomic_write_text(layout.path("config.json"), config.to_json_best_effort(indent=2, sort_keys=True))
+        io_utils.atomic_write_json(layout.path("provenance.json"), io_utils.provenance(experiment=config.experiment))
+        records = [run_stage_once(name, layout, lambda fn=fn: fn(layout)) for name, fn in steps]
+        summary = {"experiment": config.experiment, "workdir": workdir, "stages": records}
+        io_utils.atomic_write_json(layout.path("summary.json"), summary)
+        io_utils.atomic_write_text(layout.path("summary.md"), summary_markdown(summary, layout))
+        io_utils.barrier("summary written")
     return summary
 
 

@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from t5x_like import safetensors_io
 from t5x_like.errors import UserError
-from t5x_like.io_utils import atomic_directory, atomic_write_json, default_cache_root, set_default_mode
+from t5x_like.io_utils import (atomic_directory, atomic_write_json, check_writable, default_cache_root,
+                               set_default_mode)
 
 log = logging.getLogger(__name__)
 
@@ -435,10 +436,11 @@ def convert_gguf_to_hf(gguf_path: str | os.PathLike, output_dir: str | os.PathLi
         raise GGUFError(f"{path}: tokenizer has {tokenizer.get_vocab_size(with_added_tokens=True)} tokens "
                         f"but llama.vocab_size is {dims.vocab_size}")
 
+    shapes = expected_hf_shapes(dims, tied)
+    check_writable(str(out.parent), sum(math.prod(shape) for shape in shapes.values()) * 4, what="output parent")
     with atomic_directory(str(out)) as tmp_name:
         tmp = pathlib.Path(tmp_name)
         config = hf_config(dims, metadata, tie_word_embeddings=tied)
-        shapes = expected_hf_shapes(dims, tied)
         order = [hf_tensor_name(t.name) for t in reader.tensors]
         write_hf_weights(hf_tensors(reader, dims, tied, path), shapes, order, max_shard_bytes, tmp)
         atomic_write_json(str(tmp / "config.json"), config)

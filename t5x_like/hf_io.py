@@ -22,7 +22,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from typing import Any, Iterable, Iterator
 
 import flax.linen as nn
@@ -360,16 +359,15 @@ def save_params(params: Params, config: ModelConfig, output_dir: str, *, tokeniz
         flat = traverse_util.flatten_dict(merge_lora(params, config.lora))
     plan = _export_plan(flat, config)
     writer = jax.process_index() == 0
-    _agree_on_output(_output_problem(output_dir, tokenizer_dir, overwrite) if writer else None, output_dir)
     target = np.dtype(DTYPES[dtype])
+    need = sum(math.prod(t.shape) for t in plan) * target.itemsize
+    _agree_on_output(_output_problem(output_dir, tokenizer_dir, overwrite, need) if writer else None, output_dir)
     shards = [[plan[i] for i in group] for group in
               safetensors_io.shard_plan([math.prod(t.shape) * target.itemsize for t in plan], max_shard_bytes)]
     names = safetensors_io.shard_file_names(len(shards))
     tmp = None
     if writer:
-        parent = os.path.dirname(os.path.abspath(output_dir))
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.normpath(output_dir))}.tmp-", dir=parent)
+        tmp = io_utils.make_temp_dir(output_dir)
     try:
         progress = tqdm(total=len(plan), desc=f"saving {output_dir}", unit="tensor",
                         disable=not writer or len(plan) < 50)
@@ -400,12 +398,17 @@ def save_params(params: Params, config: ModelConfig, output_dir: str, *, tokeniz
     return output_dir
 
 
-def _output_problem(output_dir: str, tokenizer_dir: str | None, overwrite: bool) -> str | None:
-    """Why process 0 cannot write `output_dir` (checked before any gather), or None."""
+def _output_problem(output_dir: str, tokenizer_dir: str | None, overwrite: bool, need_bytes: int) -> str | None:
+    """Why process 0 cannot write `output_dir` (checked before any gather: existing output, missing
+    tokenizer, a parent that is not writable or lacks `need_bytes` of free space), or None."""
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
         return f"{output_dir}: exists and is not empty; choose another directory or pass overwrite"
     if tokenizer_dir is not None and not os.path.isdir(tokenizer_dir):
         return f"{tokenizer_dir}: tokenizer directory does not exist"
+    try:
+        io_utils.check_writable(os.path.dirname(os.path.abspath(output_dir)), need_bytes, what="export parent")
+    except io_utils.OutputNotWritableError as error:
+        return str(error)
     return None
 
 

@@ -9,15 +9,20 @@ before anyone reads it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Iterable, Iterator
+
+from absl import logging
 
 from t5x_like.errors import UserError
 
@@ -42,6 +47,66 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def all_processes_ok(ok: bool) -> bool:
+    """True when `ok` holds on every process of a multi-process run (just `ok` in a single process)."""
+    jax = _distributed_jax()
+    if jax is None or jax.process_count() == 1:
+        return ok
+    import numpy as np
+    from jax.experimental import multihost_utils
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
+
+
+# ----------------------------------------------------------------------------- temp names
+
+_HOST = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+
+
+def _temp_prefix(path: str) -> str:
+    """`.<name>.<host>-<pid>.` : the prefix of every temp file / directory written for `path`, so a
+    later run can tell a dead writer's leftovers (`sweep_stale_temps`) from a live one's."""
+    return f".{os.path.basename(os.path.normpath(path))}.{_HOST}-{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temps(path: str) -> list[str]:
+    """Removes the temp files / directories of `path` left by writers on this host that are no longer
+    running (a killed conversion's preallocated shards, say); returns what it removed."""
+    parent, name = os.path.split(os.path.abspath(os.path.normpath(path)))
+    head = f".{name}.{_HOST}-"
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir(parent):
+            pid = entry[len(head):].split(".", 1)[0] if entry.startswith(head) and entry.endswith(".tmp") else ""
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                stale = os.path.join(parent, entry)
+                shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
+                removed.append(stale)
+    if removed:
+        logging.info("removed %d leftover temp path(s) of %s from killed runs", len(removed), path)
+    return removed
+
+
+def make_temp_dir(path: str) -> str:
+    """A new temp directory beside `path` (after sweeping dead writers' leftovers), default permissions."""
+    parent = os.path.dirname(os.path.abspath(os.path.normpath(path)))
+    os.makedirs(parent, exist_ok=True)
+    sweep_stale_temps(path)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=_temp_prefix(path), suffix=".tmp")
+    set_default_mode(tmp)
+    return tmp
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Writes `data` to `path` via a temp file in the same directory + os.replace (mode as open() gives);
     only the primary process writes (see the module docstring)."""
@@ -49,15 +114,17 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         return
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         set_default_mode(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(error, OSError) and error.errno is not None and not error.filename:
+            raise OSError(error.errno, error.strerror, path) from error  # say which file did not fit
         raise
 
 
@@ -82,14 +149,30 @@ class MalformedFileError(UserError, ValueError):
 
 def iter_jsonl(path: str) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) of each non-blank line; a malformed line raises naming the file and line."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise MalformedFileError(f"{path}:{number}: not UTF-8 (byte {raw[e.start]:#04x} at column "
+                                         f"{e.start + 1}); re-encode the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as e:
                 raise MalformedFileError(f"{path}:{number}: malformed JSON line ({e.msg})") from e
+
+
+def read_json(path: str) -> Any:
+    """A UTF-8 JSON file; one that does not parse raises naming the file, line and column."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except UnicodeDecodeError as e:
+        raise MalformedFileError(f"{path}: not UTF-8 ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise MalformedFileError(f"{path}:{e.lineno}:{e.colno}: malformed JSON ({e.msg})") from None
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
@@ -109,12 +192,9 @@ def changed_keys(stored: Mapping[str, Any], current: Mapping[str, Any], keys: It
 @contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
     """Yields a temp directory beside `path`; on success it replaces `path` as a whole (primary process only:
-    elsewhere the temp directory is discarded)."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    elsewhere the temp directory is discarded). Leftovers of killed earlier attempts are swept first."""
+    tmp = make_temp_dir(path)
     try:
-        set_default_mode(tmp)
         yield tmp
         if not is_primary():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -139,6 +219,102 @@ def replace_directory(src: str, dst: str) -> None:
         os.replace(old, dst)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+class OutputNotWritableError(UserError, OSError):
+    """An output directory cannot be created or written, or lacks the space the stage will need."""
+
+
+def check_writable(directory: str, need_bytes: int = 0, *, what: str = "output directory") -> None:
+    """Before long work: `directory` exists or can be created, a file can be written in it, and (when
+    `need_bytes` is known) its file system has that much free space; else one line saying what to fix."""
+    directory = os.path.abspath(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(os.path.join(directory, "probe")),
+                                     suffix=".tmp")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        raise OutputNotWritableError(f"{what} {directory} is not writable ({error.strerror or error}); "
+                                     "fix its permissions or choose another path") from None
+    free = shutil.disk_usage(directory).free
+    if need_bytes and free < need_bytes:
+        raise OutputNotWritableError(
+            f"{what} {directory} has {free / 2**30:.2f} GiB free but this stage writes about "
+            f"{need_bytes / 2**30:.2f} GiB; free space or choose another path")
+
+
+# ----------------------------------------------------------------------------- workdir locks
+
+class WorkdirBusyError(UserError):
+    """Another live process holds the workdir's lock."""
+
+
+def lock_path(directory: str) -> str:
+    """`<parent>/.<name>.lock`: beside the directory, so replacing the directory as a whole keeps it."""
+    parent, name = os.path.split(os.path.abspath(os.path.normpath(directory)))
+    return os.path.join(parent, f".{name}.lock")
+
+
+def _holder(path: str) -> dict[str, Any]:
+    """Who wrote the lock file (host, pid, program, since); {} when unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def checked_on_primary(check: Callable[[], Any], what: str) -> Any:
+    """Runs `check` on the primary process; a UserError it raises is raised on every process of a
+    multi-process run (the others name `what` and point to process 0), so none waits in a collective."""
+    result, error = None, None
+    if is_primary():
+        try:
+            result = check()
+        except UserError as e:
+            error = e
+    if not all_processes_ok(error is None):
+        raise error or UserError(f"{what}: process 0 refused it (see its message)")
+    return result
+
+
+def _acquire_lock(directory: str, program: str) -> Any:
+    """The open, flock-ed lock file of `directory` (after checking that its parent, where the lock
+    lives, is writable), or WorkdirBusyError naming the live holder."""
+    path = lock_path(directory)
+    check_writable(os.path.dirname(path), what=f"parent of {directory}")
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(path)
+        handle.close()
+        raise WorkdirBusyError(
+            f"{directory} is in use by {holder.get('program', 'another process')} (pid {holder.get('pid', '?')} "
+            f"on {holder.get('host', '?')} since {holder.get('since', '?')}); wait for it to finish, or "
+            "use another workdir") from None
+    handle.seek(0)
+    handle.truncate()
+    json.dump({"host": socket.gethostname(), "pid": os.getpid(), "program": program,
+               "since": time.strftime("%Y-%m-%d %H:%M:%S")}, handle)
+    handle.flush()
+    return handle
+
+
+@contextlib.contextmanager
+def workdir_lock(directory: str, program: str) -> Iterator[None]:
+    """Holds an exclusive advisory lock (flock) on `directory` for the block: a second process on the
+    same workdir is refused in one line naming the holder. The kernel drops the lock when its holder
+    dies, so a lock file left by a killed run is taken over, not obeyed. In a multi-process run the
+    primary process locks for all, and every process agrees on the outcome."""
+    handle = checked_on_primary(lambda: _acquire_lock(directory, program), directory)
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.close()  # releases the flock; the file stays (its content is only informative)
 
 
 def _umask() -> int:

@@ -108,11 +108,17 @@ def _adds_bos_by_default(hf: transformers.PreTrainedTokenizerBase) -> bool:
     return hf.encode("a", add_special_tokens=True)[: len(plain) + 1] == [hf.bos_token_id, *plain]
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")  # a fast tokenizer, or a sentencepiece model
+
+
 def load_tokenizer(path: str | os.PathLike, add_bos: bool | None = None) -> Tokenizer:
     """Load the tokenizer in a local directory, with explicit BOS and pad decisions (module docstring)."""
     directory = pathlib.Path(path)
     if not directory.is_dir():
         raise FileNotFoundError(f"tokenizer directory not found: {directory}")
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(f"{directory} has no tokenizer ({' or '.join(TOKENIZER_FILES)}); copy the "
+                                "tokenizer files of the model into it")
     try:
         hf = _load_hf(directory)
     except (OSError, ValueError) as e:

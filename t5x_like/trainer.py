@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -25,7 +25,7 @@ from jax.experimental import multihost_utils
 
 from t5x_like import checkpoints, hf_io, io_utils, optimizers, train_data
 from t5x_like.errors import UserError
-from t5x_like.estimates import peak_flops_of_device_kind, train_flops_per_token
+from t5x_like.estimates import BYTES, peak_flops_of_device_kind, train_flops_per_token
 from t5x_like.memory import check_program
 from t5x_like.models import lora as lora_lib
 from t5x_like import model_dirs
@@ -39,8 +39,36 @@ log = logging.getLogger(__name__)
 Batch = dict[str, jax.Array]
 
 
-class NonFiniteError(UserError, FloatingPointError):
+class DivergenceError(UserError, FloatingPointError):
+    """The loss, gradient norm or parameter norm left its bound (train.divergence_*); the run stopped
+    without applying that update, and the last checkpoint is the last good state."""
+
+
+class NonFiniteError(DivergenceError):
     """The loss or the gradients became NaN/inf; the run stopped without applying that update."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DivergenceLimits:
+    """Bounds a healthy step stays within (inf = unbounded): mean loss per token, global gradient norm
+    (before clipping) and the trained parameters' global norm after the update."""
+
+    loss: float = math.inf
+    grad_norm: float = math.inf
+    param_norm: float = math.inf
+
+    @classmethod
+    def from_config(cls, train_cfg: Any) -> "DivergenceLimits":
+        """train.divergence_{loss,grad_norm,param_norm}; 0 turns a bound off."""
+        bound = lambda value: float(value) or math.inf
+        return cls(bound(train_cfg.divergence_loss), bound(train_cfg.divergence_grad_norm),
+                   bound(train_cfg.divergence_param_norm))
+
+    def exceeded(self, metrics: Mapping[str, Any]) -> list[str]:
+        """'name=value > bound' for every metric of one step beyond its bound."""
+        return [f"{name}={float(metrics[name]):.4g} > train.divergence_{name}={bound:g}"
+                for name, bound in (("loss", self.loss), ("grad_norm", self.grad_norm),
+                                    ("param_norm", self.param_norm)) if float(metrics[name]) > bound]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,12 +80,14 @@ def split_microbatches(batch: Batch, count: int) -> Batch:
 
 
 def build_train_step(model: DecoderModel, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                     microbatches: int) -> Callable[[TrainState, dict, Batch], tuple[TrainState, dict]]:
+                     microbatches: int, limits: DivergenceLimits = DivergenceLimits()
+                     ) -> Callable[[TrainState, dict, Batch], tuple[TrainState, dict]]:
     """(state, frozen params, batch) -> (new state, metrics). Loss = mean NLL over all weighted tokens.
 
     Gradients are summed over microbatches (a `lax.scan`) and divided once by the batch's total
     weight, so the result does not depend on `microbatches` beyond float rounding. A non-finite
-    loss or gradient leaves the state unchanged and reports `finite=False`.
+    loss or gradient, or a step beyond `limits`, leaves the state unchanged and reports
+    `healthy=False` (and `finite=False` for NaN/inf).
     """
 
     def step(state: TrainState, frozen: dict, batch: Batch) -> tuple[TrainState, dict]:
@@ -87,9 +117,12 @@ def build_train_step(model: DecoderModel, tx: optax.GradientTransformation, sche
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             opt_state=opt_state)
-        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
-        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
-                   "loss_tokens": weight, "tokens": jnp.sum(batch["valid"]), "finite": finite}
+        param_norm = optax.tree.norm(new.params)
+        healthy = finite & (loss <= limits.loss) & (grad_norm <= limits.grad_norm) & (param_norm <= limits.param_norm)
+        new = jax.tree.map(lambda n, o: jnp.where(healthy, n, o), new, state)
+        metrics = {"loss": loss, "grad_norm": grad_norm, "param_norm": param_norm,
+                   "learning_rate": schedule(state.step), "loss_tokens": weight,
+                   "tokens": jnp.sum(batch["valid"]), "finite": finite, "healthy": healthy}
         return new, metrics
 
     return step
@@ -270,7 +303,8 @@ def lower_train_steps(setup: Setup, lengths: Sequence[int]) -> dict[int, Any]:
     model = DecoderModel(setup.model_cfg, deterministic=False)
     frozen_shardings = split_trainable(setup.param_shardings, setup.config.train.mode)[1]
     train_step = setup.partitioner.jit(
-        build_train_step(model, setup.tx, setup.schedule, setup.config.train.microbatches),
+        build_train_step(model, setup.tx, setup.schedule, setup.config.train.microbatches,
+                         DivergenceLimits.from_config(setup.config.train)),
         in_shardings=(setup.state_shardings, frozen_shardings, _batch_shardings(setup)),
         out_shardings=(setup.state_shardings, setup.partitioner.replicated()), donate_argnums=(0,))
     abstract_state = checkpoints.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
@@ -421,9 +455,19 @@ class RunResult:
 def run(config: ml_collections.ConfigDict, workdir: str, export_dir: str | None = None) -> RunResult:
     """Trains (or resumes) the run of `config` in `workdir`; exports an HF dir (+ adapter) when asked."""
     initialize_distributed(config.partitioning)
+    with io_utils.workdir_lock(workdir, "launch.train"):
+        return _run_locked(config, workdir, export_dir)
+
+
+def _run_locked(config: ml_collections.ConfigDict, workdir: str, export_dir: str | None) -> RunResult:
+    """`run` while holding the workdir's lock: setup and output checks, then resume or start the loop."""
     os.makedirs(workdir, exist_ok=True)
     setup = prepare(config, workdir)
     cfg = setup.config.train
+    if export_dir:  # the export is the last thing a run writes: check its disk first
+        io_utils.checked_on_primary(lambda: io_utils.check_writable(
+            os.path.dirname(os.path.abspath(export_dir)), export_bytes(setup.model_cfg), what="export parent"),
+            export_dir)
     log.info("mesh %s, %d steps of %d rows, %d train / %d validation sequences, mode %s",
              dict(setup.partitioner.mesh.shape), setup.total_steps, cfg.batch_size, len(setup.data.seqs),
              len(setup.validation), cfg.mode)
@@ -481,12 +525,9 @@ def _loop(setup: Setup, compiled: dict, eval_step: Any, ckpt: checkpoints.Checkp
             metrics = jax.device_get(metrics)
             window["time"] += time.perf_counter() - t0
             step, position = step + 1, position + 1
-            if not metrics["finite"]:
+            if not metrics["healthy"]:
                 ckpt.wait()
-                raise NonFiniteError(
-                    f"step {step}: loss={metrics['loss']} grad_norm={metrics['grad_norm']} is not finite; the update "
-                    f"was not applied and training stopped. The last good checkpoint is step "
-                    f"{ckpt.latest_step()} in {workdir}/checkpoints (lower train.learning_rate or check the data)")
+                raise _divergence(metrics, step, ckpt.latest_step(), workdir, cfg)
             loss = float(metrics["loss"])
             tokens = int(metrics["tokens"])
             window["tokens"] += tokens
@@ -518,18 +559,38 @@ def _loop(setup: Setup, compiled: dict, eval_step: Any, ckpt: checkpoints.Checkp
         writer.close()
 
 
+def _divergence(metrics: Mapping[str, Any], step: int, last_good: int | None, workdir: str,
+                train_cfg: Any) -> DivergenceError:
+    """The error that stops an unhealthy step: what went wrong, that nothing was applied, where the last
+    good checkpoint is and what to change."""
+    where = (f"The last good checkpoint is step {last_good} in {workdir}/checkpoints" if last_good is not None
+             else f"No checkpoint was saved yet in {workdir}")
+    if not metrics["finite"]:
+        what, error = f"loss={metrics['loss']} grad_norm={metrics['grad_norm']} is not finite", NonFiniteError
+    else:
+        what, error = "diverged: " + ", ".join(DivergenceLimits.from_config(train_cfg).exceeded(metrics)), DivergenceError
+    return error(f"step {step}: {what}; the update was not applied and training stopped. {where} (lower "
+                 "train.learning_rate, check the data, or raise the train.divergence_* bound)")
+
+
 def _log_step(writer: MetricsWriter, step: int, total: int, metrics: dict, window: dict, peak: float,
               elapsed: float, done: int) -> None:
     """One console line with progress and ETA, and the same numbers to metrics.jsonl / TensorBoard."""
     seconds = max(window["time"], 1e-9)
     values = {"loss": float(metrics["loss"]), "learning_rate": float(metrics["learning_rate"]),
-              "grad_norm": float(metrics["grad_norm"]), "tokens_per_s": window["tokens"] / seconds,
+              "grad_norm": float(metrics["grad_norm"]), "param_norm": float(metrics["param_norm"]),
+              "tokens_per_s": window["tokens"] / seconds,
               "mfu": window["flops"] / seconds / peak, "step_time_s": seconds / max(window["steps"], 1)}
     writer.write(step, values)
     eta = elapsed / max(done, 1) * (total - step)
     log.info("step %d/%d (%.0f%%) loss %.4f lr %.3g grad_norm %.3f %.0f tok/s MFU %.1f%% eta %s", step, total,
              100 * step / total, values["loss"], values["learning_rate"], values["grad_norm"], values["tokens_per_s"],
              100 * values["mfu"], time.strftime("%H:%M:%S", time.gmtime(eta)))
+
+
+def export_bytes(model_cfg: ModelConfig) -> int:
+    """Bytes the merged export writes (every weight in param_dtype; the adapter is small beside it)."""
+    return int(model_cfg.num_params() * BYTES[model_cfg.param_dtype])
 
 
 def export(setup: Setup, state: TrainState, frozen: dict, export_dir: str) -> None:

@@ -185,12 +185,25 @@ def test_missing_split_is_named():
         sources.load_examples("rte", "validation")
 
 
-def test_resolve_data_dir(monkeypatch):
-    monkeypatch.setenv(sources.ENV_DATA_DIR, "/from/env")
-    assert sources.resolve_data_dir("/from/config") == "/from/config"
-    assert sources.resolve_data_dir(None) == "/from/env"
+def test_resolve_data_dir(monkeypatch, tmp_path):
+    from_env, from_config = tmp_path / "env", tmp_path / "config"
+    from_env.mkdir()
+    from_config.mkdir()
+    monkeypatch.setenv(sources.ENV_DATA_DIR, str(from_env))
+    assert sources.resolve_data_dir(str(from_config)) == str(from_config)
+    assert sources.resolve_data_dir(None) == str(from_env)
     monkeypatch.delenv(sources.ENV_DATA_DIR)
     assert sources.resolve_data_dir(None) is None
+
+
+def test_a_data_dir_that_does_not_exist_is_named_in_one_line(monkeypatch, tmp_path):
+    missing = tmp_path / "nonexistent" / "tasks"
+    with pytest.raises(sources.DataDirNotFoundError, match=r"^--config.data_dir=.*nonexistent/tasks: no such "
+                       r"directory"):
+        sources.load_examples("rte", "eval", data_dir=str(missing))
+    monkeypatch.setenv(sources.ENV_DATA_DIR, str(missing))
+    with pytest.raises(sources.DataDirNotFoundError, match=r"^\$T5X_LIKE_DATA_DIR=.*: no such directory"):
+        sources.load_examples("rte", "eval")
 
 
 def test_env_var_is_used_when_no_data_dir_given(data_dir, monkeypatch):

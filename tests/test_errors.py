@@ -28,12 +28,13 @@ def test_user_errors_become_one_line_and_others_keep_their_traceback():
 
 def test_every_cli_uses_the_one_policy():
     """No entry point turns caught exceptions into a one-line exit on its own; those that run
-    project code under a config do it through errors.one_line_errors."""
+    project code under a config do it through errors.one_line_errors, and parse flags through
+    errors.run_app (config-override typos are one line too)."""
     for path in sorted((REPO / "launch").glob("*.py")):
         text = path.read_text()
         assert not re.search(r"except[^\n]*:\n\s+(sys\.exit|raise SystemExit)", text), path.name
-        if "app.run(" in text and path.name not in ("config_reference.py",):
-            assert "one_line_errors" in text, path.name
+        if "__main__" in text and path.name not in ("config_reference.py",):
+            assert "one_line_errors" in text and "run_app(" in text and "app.run(" not in text, path.name
 
 
 def test_a_bad_config_value_is_one_line_and_a_deep_bug_a_traceback(tmp_path):

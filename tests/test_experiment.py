@@ -86,7 +86,7 @@ def _run(workdir, env) -> subprocess.Popen:
 
 def _scores(workdir) -> list[dict]:
     rows = []
-    for sub in sorted(os.listdir(os.path.join(workdir, "eval"))):
+    for sub in sorted(n for n in os.listdir(os.path.join(workdir, "eval")) if not n.startswith(".")):  # .<run>.lock
         with open(os.path.join(workdir, "eval", sub, "scores.csv")) as f:
             rows += list(csv.DictReader(f))
     return sorted(rows, key=lambda r: (r["setting"], r["task"], r["adapter"]))

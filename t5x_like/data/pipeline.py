@@ -169,14 +169,21 @@ def _task_view(example: Example, *, faithful: bool = False, solution: bool = Fal
     Default: the options line is left out only where the registry says the options are already
     shown as fields and they really are among the field texts; otherwise they are listed as
     "options". Faithful: the original's blocks, which show no options line where the registry says
-    so (except the Solution block of copa) and, in a `solution` block, the quoted fields quoted a
-    second time (the original formatted that item twice).
+    so (except the Solution block of copa) and, in a `solution` block, what its second formatting
+    of that item left: the quoted fields quoted again, and hellaswag's endings (the source's texts,
+    joined by "; ") split again at every ";", so the block lists the pieces (trailing "." cut) and
+    answers with the piece at the answer's index, period and leading space kept.
     """
     task = registry.get_task(example.task)
     options_field = task.options_field
     if faithful and solution:
         options_field = options_field or task.solution_options_field
         example = dataclasses.replace(example, fields=registry.quote_fields(example.fields, task.quoted_fields))
+        if example.raw_options:
+            pieces = "; ".join(example.raw_options).split(";")
+            shown = "; ".join(piece.rstrip(".") for piece in pieces)
+            return prompt_formats.View(example, example.fields + ((options_field, shown),),
+                                       pieces[example.options.index(example.label)])
     elif not faithful and options_field is None and not set(example.options) <= {text for _, text in example.fields}:
         options_field = "options"
     return prompt_formats.view(example, options_field=options_field)
@@ -469,7 +476,10 @@ def _applies(spec: FormatSpec, plan: TaskPlan, split: str) -> bool:
 
 
 def _check_setups(config: Any, specs: Sequence[FormatSpec]) -> None:
-    """The mixture and ablation setups must exist."""
+    """The mixture and ablation setups must exist, and a given mixture size must be positive."""
+    if config.mixture and config.mixture_size is not None and config.mixture_size < 1:
+        raise DataConfigError(f"mixture_size={config.mixture_size}: a mixture needs at least one row; give a "
+                              "positive size, or leave it unset for sum_i min(n_i, rate_cap)")
     wanted = [config.mixture] + [config.ablation_setup] * any(spec.ablation for spec in specs)
     for setup in filter(None, wanted):
         try:

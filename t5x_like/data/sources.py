@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import functools
 import importlib.util
-import json
 import logging
 import os
 import pathlib
@@ -59,9 +58,19 @@ class LoadedSplit:
     num_rows: int  # source rows read (before dropping unlabelled rows)
 
 
+class DataDirNotFoundError(UserError, FileNotFoundError):
+    """The configured local data directory does not exist."""
+
+
 def resolve_data_dir(config_value: str | None) -> str | None:
-    """The local data directory: the config value if set, else $T5X_LIKE_DATA_DIR, else None."""
-    return config_value or os.environ.get(ENV_DATA_DIR) or None
+    """The local data directory: the config value if set, else $T5X_LIKE_DATA_DIR, else None. A
+    directory that is named but does not exist is an error here, not a list of failed sources later."""
+    data_dir = config_value or os.environ.get(ENV_DATA_DIR) or None
+    if data_dir is not None and not os.path.isdir(data_dir):
+        origin = "--config.data_dir" if config_value else f"${ENV_DATA_DIR}"
+        raise DataDirNotFoundError(f"{origin}={data_dir}: no such directory; point it at the local task data "
+                                   "(e.g. ../shared/data/tasks) or unset it to use the Hugging Face hub")
+    return data_dir
 
 
 def load_examples(task: str | Task, split: str, *, data_dir: str | None = None,
@@ -166,7 +175,7 @@ def _bigbench_question(task_json: Mapping[str, Any], example: Mapping[str, Any])
 
 def _bigbench_rows(path: pathlib.Path, subtask: str | None) -> list[dict[str, Any]]:
     """task.json examples in the tasksource/bigbench row schema (inputs, targets, choices)."""
-    task_json = json.loads(path.read_text(encoding="utf-8"))
+    task_json = io_utils.read_json(str(path))
     rows = []
     for i, example in enumerate(task_json.get("examples", [])):
         scores = example["target_scores"]

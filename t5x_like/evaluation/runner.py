@@ -160,6 +160,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, engines: Mapping[str
     and workdir: all take part in every program on the whole mesh, process 0 alone writes files.
     """
     initialize_distributed(config.partitioning)
+    with io_utils.workdir_lock(workdir, "launch.evaluate"):
+        return _run_locked(config, workdir, engines)
+
+
+def _run_locked(config: ml_collections.ConfigDict, workdir: str, engines: Mapping[str, Engine] | None
+                ) -> EvalResult:
+    """`run` while holding the workdir's lock (so the identity check and every write are one process's)."""
     units, data_dir = plan_units(config, workdir)
     e = config.eval
     opts = EvalOptions(e.mode, e.max_new_tokens_base, e.max_new_tokens_tuned, e.stop_strings, e.faithful,

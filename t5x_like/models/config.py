@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
 import jax.numpy as jnp
 
+from t5x_like import io_utils
 from t5x_like.errors import UserError
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
@@ -153,12 +153,7 @@ class ModelConfig:
         file = os.path.join(path, "config.json")
         if not os.path.isfile(file):
             raise FileNotFoundError(f"{file}: no config.json; is {path!r} a Hugging Face model directory?")
-        try:
-            with open(file) as f:
-                hf = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{file}: not valid JSON ({e})") from e
-        return cls.from_hf_dict(hf, source=file, **overrides)
+        return cls.from_hf_dict(io_utils.read_json(file), source=file, **overrides)
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The config.json transformers needs to load exported weights."""
