@@ -1,5 +1,6 @@
 """The prepared data directory: determinism, pairing, example provenance, mixtures, errors, CLI."""
 import collections
+import dataclasses
 import re
 import hashlib
 import json
@@ -347,3 +348,20 @@ def test_faithful_solution_blocks_show_what_the_originals_second_formatting_left
     default = make_config(data_dir, tasks="qnli", num_test=3, mixture="", formats="gold_pipeline")
     pipeline.prepare(default, tmp_path / "default")
     assert '""' not in rows(tmp_path / "default", "gold_pipeline/qnli/test.jsonl")[0]["prompt"]
+
+
+def test_faithful_hellaswag_solution_block_resplits_the_endings():
+    """Hand-derived from format_sample's second pass over a hellaswag row (endings already joined by
+    "; ", split again at ";"): pieces listed with their "." cut, the answer the piece at its index."""
+    def row(i: int, label: str) -> dict:
+        return {"ind": i, "ctx": f"Ctx {i}.", "endings": ["a.", "b", "c; d.", "e..."], "label": label}
+    task = pipeline.registry.get_task("hellaswag")
+    item, *pool = [task.to_example(row(i, "2"), i) for i in range(4)]
+    assert item.options == ("a", "b", "c; d", "e") and item.label == "c; d"
+    ctx = pipeline.Context(seed=0, faithful=True, pools={"hellaswag": pipeline.ExamplePool(pool)})
+    target = pipeline.format_item(item, pipeline.FORMATS["samplegen"], "train", ctx)["target"]
+    examples, solution = target.split("\nSolution:\n")
+    assert "\nEndings 1: a; b; c; d; e\nAnswer 1: c; d\n" in examples
+    assert solution.startswith("Context Solution: Ctx 0.\nEndings Solution: a;  b;  c;  d;  e\nAnswer Solution:  c\n")
+    default = pipeline.format_item(item, pipeline.FORMATS["samplegen"], "train", dataclasses.replace(ctx, faithful=False))
+    assert "\nEndings Solution: a; b; c; d; e\nAnswer Solution: c; d\n" in default["target"]

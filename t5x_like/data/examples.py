@@ -18,6 +18,7 @@ class Example:
     label: str  # gold answer string, one of `options` for classification tasks
     options: tuple[str, ...] = ()  # answer options; empty for generative tasks
     references: tuple[str, ...] = ()  # every gold answer, for multi-reference metrics (SQuAD)
+    raw_options: tuple[str, ...] = ()  # the options as the source spells them, where parsing changed them
 
     def field(self, name: str) -> str:
         """The text of field `name` (KeyError naming the task when absent)."""

@@ -35,6 +35,7 @@ class Parsed(NamedTuple):
     label: str
     options: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
+    raw_options: tuple[str, ...] = ()
 
 
 Row = Mapping[str, Any]
@@ -123,7 +124,7 @@ class Task:
             return None
         return Example(task=self.name, id=row_id(row, row_index), fields=quote_fields(parsed.fields, self.quoted_fields),
                        label=parsed.label, options=parsed.options,
-                       references=parsed.references or (parsed.label,))
+                       references=parsed.references or (parsed.label,), raw_options=parsed.raw_options)
 
 
 def row_id(row: Row, row_index: int) -> str:
@@ -292,8 +293,9 @@ def _hellaswag(row: Row, faithful: bool) -> Parsed | None:
     """HellaSwag: options = the 4 endings without a final '.', label = ending at int(label)."""
     if _text(row["label"]) == "":
         return None
-    options = tuple(_text(e).rstrip(".") for e in row["endings"])
-    return Parsed((("context", _text(row["ctx"])),), options[int(row["label"])], options)
+    raw = tuple(_text(e) for e in row["endings"])
+    options = tuple(e.rstrip(".") for e in raw)
+    return Parsed((("context", _text(row["ctx"])),), options[int(row["label"])], options, raw_options=raw)
 
 
 def _story_cloze(row: Row, faithful: bool) -> Parsed | None:
