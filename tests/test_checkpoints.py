@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from t5x_like.errors import PREEMPTED_EXIT
 from train_helpers import REPO, write_rte_mixture
 
 STEPS = 10
@@ -31,9 +32,9 @@ def cli(workdir, mixture, cache, devices=1, export_dir=None, **extra):
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(proc, timeout=600) -> str:
+def finish(proc, timeout=600, status=0) -> str:
     out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-4000:]
+    assert proc.returncode == status, out[-4000:]
     return out
 
 
@@ -98,15 +99,19 @@ def test_kill9_then_rerun_resumes_to_bitwise_equal_params(setup, uninterrupted):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_exits_cleanly_and_resumes_on_another_mesh(setup, uninterrupted):
+def test_sigterm_saves_exits_preempted_and_resumes_on_another_mesh(setup, uninterrupted):
+    """SIGTERM: the state is saved and the CLI exits with PREEMPTED_EXIT (75) and one line saying to
+    rerun, so `train && evaluate` stops; the rerun resumes on another mesh."""
     tmp, mixture, cache = setup
     workdir = tmp / "preempted"
     proc = cli(workdir, mixture, cache, devices=8, **{"partitioning.mesh_shape": "(1,8,1)"})
     wait_for_checkpoint(workdir, 2, proc)
     proc.send_signal(signal.SIGTERM)
-    out = finish(proc)
-    assert "SIGTERM: saved step" in out
+    out = finish(proc, status=PREEMPTED_EXIT)
+    assert "SIGTERM: saved step" in out and "Traceback" not in out
     saved = int(out.split("SIGTERM: saved step ")[1].split()[0])
+    assert out.strip().splitlines()[-1] == (f"train: error: preempted (SIGTERM) at step {saved}; the state is saved "
+                                            f"in {workdir}/checkpoints: rerun the same command to resume")
     assert 2 <= saved < STEPS and (workdir / "checkpoints" / str(saved) / "state").is_dir()
     out = finish(cli(workdir, mixture, cache, devices=8, **{"partitioning.mesh_shape": "(2,2,2)"}))
     assert f"resumed from step {saved}" in out

@@ -5,7 +5,6 @@ naming the path or key, exit non-zero, leave no complete-looking partial output,
 fault is gone must give the uninterrupted result."""
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import shutil
@@ -249,32 +248,4 @@ def test_a_second_process_on_a_workdir_is_refused_and_a_dead_holders_lock_is_tak
     assert (workdir / "scores.csv").is_file()
 
 
-# ----------------------------------------------------------------------------- 8. SIGTERM
-
-
-@pytest.mark.slow
-def test_sigterm_during_training_exits_with_the_preempted_status_and_a_rerun_finishes(tmp_path, data_dir):
-    args = [sys.executable, "-m", "launch.train", SMOKE, f"--workdir={tmp_path / 'run'}", "--config.train.num_steps=40",
-            f"--config.data.data_dir={data_dir}",
-            "--config.train.log_every=1", "--config.train.eval_every=1000", "--config.train.checkpoint_every=1000"]
-    proc = subprocess.Popen(args, cwd=REPO, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "step 2/40 " in line:
-            proc.send_signal(signal.SIGTERM)
-            break
-    rest = proc.stderr.read()
-    proc.wait(timeout=300)
-    stderr = "".join(lines) + rest
-    assert proc.returncode == 75, stderr[-3000:]
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("train: error: preempted (SIGTERM) at step ") and "rerun the same command" in last
-    step = int(last.split("at step ")[1].split(";")[0])
-    assert 2 <= step < 40
-    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert max(m["step"] for m in metrics) == step
-    rerun = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"resumed from step {step}" in rerun.stderr and "finished at step 40," in rerun.stderr
-
+# 8. SIGTERM (exit status 75, the one line, the resume) is tests/test_checkpoints.py's preemption test.
