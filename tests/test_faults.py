@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -120,6 +121,18 @@ def test_analyze_refuses_to_replace_a_directory_that_is_not_an_analysis(tmp_path
     assert (pathlib.Path(results[0]) / "scores.csv").is_file()
 
 
+def test_convert_on_a_full_disk_is_refused_before_writing(tmp_path):
+    from test_gguf import DIMS, tiny_hf_weights, write_tiny_gguf
+
+    source = write_tiny_gguf(tmp_path / "tiny.gguf", tiny_hf_weights(DIMS, tied=False), DIMS)
+    with small_fs(tmp_path / "full", size="16k") as full:
+        proc = run_cli("launch.convert", f"--gguf={source}", f"--output_dir={full / 'hf'}")
+        assert_one_line_error(proc, "convert", f"output parent {full}", "GiB free")
+        assert [p.name for p in full.iterdir()] == ["filler"]
+    done = run_cli("launch.convert", f"--gguf={source}", f"--output_dir={tmp_path / 'hf'}")
+    assert done.returncode == 0 and (tmp_path / "hf" / "model.safetensors").is_file(), done.stderr[-2000:]
+
+
 # ----------------------------------------------------------------------------- 2. config typos
 
 
@@ -211,6 +224,27 @@ def test_temp_dirs_of_a_killed_writer_are_swept_by_the_next_write(tmp_path):
         pathlib.Path(tmp, "done").write_text("ok")
     assert not leftover.exists() and pathlib.Path(live).is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["hf", pathlib.Path(live).name])
+
+
+@pytest.mark.slow
+def test_a_conversion_killed_mid_write_leaves_nothing_after_the_rerun(tmp_path, smollm2_dir):
+    """kill -9 while the real SmolLM2 GGUF is being written (its ~540 MB shard preallocated): the rerun
+    removes the leftover temp dir and writes the same bytes as the uninterrupted conversion."""
+    from t5x_like import gguf
+
+    source, out = gguf.smollm2_gguf_path(), tmp_path / "hf"
+    args = [sys.executable, "-m", "launch.convert", f"--gguf={source}", f"--output_dir={out}"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(tmp_path.glob(".hf.*.tmp/model.safetensors")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(tmp_path.glob(".hf.*.tmp")) and not out.exists()  # killed mid-write
+    rerun = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+    assert (out / "model.safetensors").read_bytes() == (smollm2_dir / "model.safetensors").read_bytes()
 
 
 # ----------------------------------------------------------------------------- 6. empty mixture
