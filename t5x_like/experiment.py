@@ -212,7 +212,8 @@ def stage_prepare(config: ml_collections.ConfigDict, layout: Layout) -> dict[str
     from t5x_like.data import pipeline
 
     manifest = pipeline.prepare(config.data, layout.data)
-    return {"data_dir": layout.data, "tasks": sorted(manifest["tasks"]), "mixtures": sorted(manifest["mixtures"])}
+    return {"data_dir": layout.data, "tasks": sorted(manifest["tasks"]), "mixtures": sorted(manifest["mixtures"]),
+            "templates": manifest["templates"]["file"], "bigbench_templates": manifest["bigbench_templates"]["file"]}
 
 
 def stage_evaluate_base(config: ml_collections.ConfigDict, layout: Layout) -> dict[str, Any]:

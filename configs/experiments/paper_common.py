@@ -99,6 +99,8 @@ def paper(model: str = DEFAULT_MODEL, setup: str = "default") -> ml_collections.
     d.mixture = setup
     d.num_test = 2500
     d.seed = 42
+    # d.templates_file / d.bigbench_templates_file: None = own wordings; pass the authors' prompts/flan_orig.py
+    # and prompts/templates.json to run the paper's own prompts (docs/reproducing.md#prompt-wording)
     # mixture rows before the 10% validation split, so that the train split holds exactly 20,000 rows
     d.mixture_size = round(TRAIN_EXAMPLES / (1 - d.validation_fraction))
 
