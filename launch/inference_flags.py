@@ -9,14 +9,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import jax
 from absl import flags, logging
 
 from configs.base import get_partitioning_config
 from t5x_like import io_utils
-from t5x_like.engine import Engine, check_model_dir
-from t5x_like.models.config import ModelConfig
-from t5x_like.partitioning import Partitioner, PartitioningError, create_mesh, rules_from_config
+from t5x_like.engine import Engine, load_in_dtype
+from t5x_like.partitioning import Partitioner, inference_partitioner, parse_mesh_shape, rules_from_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute and parameter dtype.")
@@ -26,26 +24,10 @@ flags.DEFINE_string("mesh_shape", "", "DATA,FSDP,TENSOR mesh sizes (-1 = the res
                     "on the data axis on GPU/TPU, one device on CPU.")
 
 
-def parse_mesh_shape(text: str) -> tuple[int, int, int]:
-    """'2,2,2' -> (2, 2, 2); a malformed value is one clear error."""
-    try:
-        shape = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3:
-        raise PartitioningError(f"--mesh_shape={text!r}: give three integers DATA,FSDP,TENSOR (e.g. 1,-1,1)")
-    return shape  # type: ignore[return-value]
-
-
 def partitioner_from_flags() -> Partitioner:
     """The mesh of --mesh_shape (checked against the device count before any weight is read)."""
-    rules = rules_from_config(get_partitioning_config().rules)
-    if FLAGS.mesh_shape:
-        partitioner = Partitioner(create_mesh(parse_mesh_shape(FLAGS.mesh_shape)), rules)
-    elif jax.default_backend() == "cpu":
-        partitioner = Partitioner(create_mesh((1, 1, 1), jax.local_devices()[:1]), rules)
-    else:
-        partitioner = Partitioner(create_mesh((-1, 1, 1), jax.local_devices()), rules)
+    mesh_shape = parse_mesh_shape(FLAGS.mesh_shape, "--mesh_shape") if FLAGS.mesh_shape else None
+    partitioner = inference_partitioner(mesh_shape, rules_from_config(get_partitioning_config().rules))
     logging.info("running on %s", partitioner.describe())
     return partitioner
 
@@ -59,7 +41,5 @@ def check_output_file(path: str, requests_file: str) -> None:
 
 def load_engine(model_dir: str, **kwargs: Any) -> Engine:
     """The engine of `model_dir` on the flags' mesh, dtype, batch size and max length."""
-    partitioner = partitioner_from_flags()
-    config = ModelConfig.from_hf_dir(check_model_dir(model_dir), dtype=FLAGS.dtype, param_dtype=FLAGS.dtype)
-    return Engine.load(model_dir, config, partitioner, batch_size=FLAGS.batch_size,
-                       max_length=FLAGS.max_length or None, **kwargs)
+    return load_in_dtype(model_dir, FLAGS.dtype, partitioner_from_flags(), batch_size=FLAGS.batch_size,
+                         max_length=FLAGS.max_length or None, **kwargs)

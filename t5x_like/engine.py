@@ -150,6 +150,13 @@ class Engine:
                 "compile_counts": self.compile_counts}
 
 
+def load_in_dtype(model_dir: str | os.PathLike, dtype: str, partitioner: Partitioner, **kwargs: Any) -> Engine:
+    """`Engine.load` of an HF directory with `dtype` compute and parameters (the inference CLIs' and the
+    lm-eval backend's way in); `kwargs` go to the Engine (batch_size, max_length, ...)."""
+    config = ModelConfig.from_hf_dir(check_model_dir(model_dir), dtype=dtype, param_dtype=dtype)
+    return Engine.load(model_dir, config, partitioner, **kwargs)
+
+
 # --------------------------------------------------------------------------------------------
 # jsonl request files (the CLIs' formats, also used by later stages)
 # --------------------------------------------------------------------------------------------

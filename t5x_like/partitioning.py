@@ -64,6 +64,17 @@ def create_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = Non
     return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
 
 
+def parse_mesh_shape(text: str, what: str = "mesh_shape") -> tuple[int, int, int]:
+    """'2,2,2' -> (2, 2, 2); a malformed value is one clear error naming `what` (the flag or argument)."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3:
+        raise PartitioningError(f"{what}={text!r}: give three integers DATA,FSDP,TENSOR (e.g. 1,-1,1)")
+    return shape  # type: ignore[return-value]
+
+
 def rules_from_config(rules: Sequence[Sequence[Any]]) -> LogicalRules:
     """The config's [[logical, mesh axes], ...] list as Flax's rules tuple (lists -> tuples)."""
     out = []
@@ -269,3 +280,14 @@ def shutdown_distributed() -> None:
     process exits while another still talks to the coordinator (a no-op for single-process runs)."""
     if jax.distributed.is_initialized():
         jax.distributed.shutdown()
+
+
+def inference_partitioner(mesh_shape: Sequence[int] | None, rules: LogicalRules) -> Partitioner:
+    """The mesh inference runs on: `mesh_shape` over all devices when given; else every local device on
+    the data axis on GPU/TPU, one device on CPU (XLA's fake host devices share the same cores)."""
+    if mesh_shape:
+        return Partitioner(create_mesh(mesh_shape), rules)
+    if jax.default_backend() == "cpu":
+        return Partitioner(create_mesh((1, 1, 1), jax.local_devices()[:1]), rules)
+    return Partitioner(create_mesh((-1, 1, 1), jax.local_devices()), rules)
+

@@ -31,3 +31,13 @@ def test_models_do_not_import_the_checkpoint_formats_above_them():
     for path in sorted((REPO / "t5x_like" / "models").rglob("*.py")):
         up = {m for m in imported_modules(path) if m.startswith(above)}
         assert not up, f"{path.relative_to(REPO)} imports {sorted(up)}"
+
+
+def test_only_the_lm_eval_backend_imports_lm_eval():
+    """lm-eval is an optional extra (requirements-lm-eval.txt): no other library module imports it or the
+    backend, so t5x_like runs without it installed."""
+    for path in sorted((REPO / "t5x_like").rglob("*.py")):
+        if path.name == "lm_eval_backend.py":
+            continue
+        extra = {m for m in imported_modules(path) if m.split(".")[0] == "lm_eval" or m.startswith("t5x_like.lm_eval")}
+        assert not extra, f"{path.relative_to(REPO)} imports {sorted(extra)}"

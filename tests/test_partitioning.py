@@ -2,7 +2,7 @@
 
 import pytest
 
-from t5x_like.partitioning import PartitioningError, resolve_mesh_shape
+from t5x_like.partitioning import PartitioningError, parse_mesh_shape, resolve_mesh_shape
 from train_helpers import run_with_devices
 
 
@@ -22,6 +22,27 @@ def test_bad_mesh_shapes_are_refused(shape, devices, words):
     with pytest.raises(PartitioningError, match=words):
         resolve_mesh_shape(shape, devices)
 
+
+
+def test_parse_mesh_shape_reads_three_sizes_and_names_the_argument():
+    assert parse_mesh_shape("2,-1,1") == (2, -1, 1)
+    for text in ("1,2", "a,b,c", "1,2,3,4"):
+        with pytest.raises(PartitioningError, match=f"--mesh_shape={text!r}: give three integers"):
+            parse_mesh_shape(text, "--mesh_shape")
+
+
+INFERENCE_MESHES = r'''
+import json
+from t5x_like.partitioning import inference_partitioner
+print(json.dumps({"default": dict(inference_partitioner(None, ()).mesh.shape),
+                  "given": dict(inference_partitioner((2, -1, 1), ()).mesh.shape)}))
+'''
+
+
+def test_inference_runs_on_one_cpu_device_unless_a_mesh_shape_is_given():
+    """XLA's fake CPU devices share the same cores, so inference defaults to one; a shape takes them all."""
+    assert run_with_devices(INFERENCE_MESHES, devices=4) == {"default": {"data": 1, "fsdp": 1, "tensor": 1},
+                                                             "given": {"data": 2, "fsdp": 2, "tensor": 1}}
 
 GOLDEN = r'''
 import json, jax, optax
