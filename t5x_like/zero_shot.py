@@ -3,7 +3,9 @@
 Each option is a continuation of the task's lm-eval prompt (" " + option); the highest summed
 log-likelihood wins (`acc`), or the highest per character (`acc_norm`). This is the small-model
 sanity check next to the paper's formats (where a 135M model is at chance): the scoring demo, the
-SmolLM2 ranking benchmark and its test all rank through `rank_zero_shot`.
+SmolLM2 ranking benchmark and its test all rank through `rank_zero_shot`. The requests equal those
+lm-eval builds (tests/test_lm_eval_backend.py) except COPA's, where lm-eval's choices carry a space of
+their own before the delimiter's (two spaces) and ours one.
 """
 from __future__ import annotations
 

@@ -42,7 +42,8 @@ ARGS = {
     "configs/sweeps/paper.py": ["main"],
 }
 NEEDS_ARG = {"configs/experiments/paper_variants.py"}  # no sensible default: loading it bare is an error
-HELPERS = {"configs/experiments/paper_common.py"}  # shared code, not a config
+HELPERS = {"configs/experiments/paper_common.py",  # shared code, not a config
+           "configs/lm_eval_tasks/local_data.py"}  # the offline lm-eval tasks' data loader
 
 
 def config_files() -> list[str]:
