@@ -24,7 +24,7 @@ pytest.importorskip("torch")
 from lm_eval import simple_evaluate  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
-from lm_eval.tasks import TaskManager, get_task_dict  # noqa: E402
+from lm_eval.tasks import TaskManager  # noqa: E402
 
 from t5x_like import lm_eval_backend  # noqa: E402
 from t5x_like.data.sources import load_examples  # noqa: E402
@@ -110,7 +110,7 @@ def compare_multiple_choice(ours_out: dict, theirs_out: dict) -> dict[str, float
 def copa_prompts(task_manager: TaskManager, n: int) -> list[str]:
     """The first `n` copa_local contexts ("<premise> because/therefore"), as generation prompts that the
     model continues on the same line."""
-    task = get_task_dict(["copa_local"], task_manager)["copa_local"]
+    task = task_manager.load(["copa_local"])["tasks"]["copa_local"]
     return [task.doc_to_text(doc) for doc in list(task.eval_docs)[:n]]
 
 
@@ -143,7 +143,7 @@ def test_zero_shot_prompts_are_lm_evals(task_manager, data_dir):
     builds from its task definitions, except COPA: lm-eval's copa puts a space in front of each choice
     (doc_to_choice) and its target delimiter adds another, so its continuations start with two spaces."""
     names = {"arc_easy": "arc_easy_local", "piqa": "piqa_local", "copa": "copa_local"}
-    tasks = get_task_dict(list(names.values()), task_manager)
+    tasks = task_manager.load(list(names.values()))["tasks"]
     for ours_name, lm_eval_name in names.items():
         task = tasks[lm_eval_name]
         task.build_all_requests(rank=0, world_size=1)
