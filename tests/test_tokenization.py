@@ -117,5 +117,8 @@ def test_vocab_must_fit_the_embedding(tokenizers_dir):
 def test_missing_or_empty_tokenizer_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="tokenizer directory not found: .*absent"):
         load_tokenizer(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path} has no tokenizer \(tokenizer.json or tokenizer.model\)"):
+        load_tokenizer(tmp_path)  # named without transformers' misleading "install sentencepiece" text
+    (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(FileNotFoundError, match=f"no loadable tokenizer in {tmp_path}"):
         load_tokenizer(tmp_path)
