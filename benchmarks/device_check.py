@@ -386,25 +386,17 @@ def public(run: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run.items() if not k.startswith("_")}
 
 
-def load_engine(model_dir: str, dtype: str, partitioner: Any, batch_size: int) -> Any:
-    """`Engine.load` of `model_dir` with `dtype` weights and compute on `partitioner`'s mesh."""
-    from t5x_like.engine import Engine
-    from t5x_like.models.config import ModelConfig
-
-    config = ModelConfig.from_hf_dir(model_dir, dtype=dtype, param_dtype=dtype)
-    return Engine.load(model_dir, config, partitioner, batch_size=batch_size, progress=False)
-
-
 def inference(out: dict[str, Any], sizes: Sizes, smoke: bool, shared: dict[str, Any]) -> None:
     """Our engine on one device, then transformers on the same requests; leaves the workload and our
     outputs in `shared` for the sharded section."""
     import jax
 
+    from t5x_like.engine import load_in_dtype
     from t5x_like.partitioning import Partitioner
 
     dtype = FLAGS.inference_dtype or ("float32" if smoke else "bfloat16")
     model_dir = inference_model_dir(smoke)
-    engine = load_engine(model_dir, dtype, Partitioner.single_device(), sizes.batch_size)
+    engine = load_in_dtype(model_dir, dtype, Partitioner.single_device(), batch_size=sizes.batch_size, progress=False)
     requests, prompts = inference_requests(sizes, engine.config.vocab_size)
     ours = engine_run(engine, requests, prompts, sizes.new_tokens)
     shared.update(model_dir=model_dir, dtype=dtype, requests=requests, prompts=prompts, single=ours)
@@ -444,16 +436,17 @@ def sharded(out: dict[str, Any], sizes: Sizes, shared: dict[str, Any]) -> None:
     import jax
 
     from configs.base import get_partitioning_config
-    from t5x_like.partitioning import Partitioner, create_mesh, rules_from_config
+    from t5x_like.engine import load_in_dtype
+    from t5x_like.partitioning import inference_partitioner, rules_from_config
 
     if jax.local_device_count() < 2:
         out.update(status="skipped", reason="one local device")
         return
     if "single" not in shared:
         raise RuntimeError("the inference section did not produce the single-device run to compare with")
-    rules = rules_from_config(get_partitioning_config().rules)
-    partitioner = Partitioner(create_mesh((-1, 1, 1), jax.local_devices()), rules)
-    engine = load_engine(shared["model_dir"], shared["dtype"], partitioner, sizes.batch_size * jax.local_device_count())
+    partitioner = inference_partitioner((-1, 1, 1), rules_from_config(get_partitioning_config().rules))
+    engine = load_in_dtype(shared["model_dir"], shared["dtype"], partitioner,
+                           batch_size=sizes.batch_size * jax.local_device_count(), progress=False)
     run = engine_run(engine, shared["requests"], shared["prompts"], sizes.new_tokens)
     single = shared["single"]
     out.update(devices=jax.local_device_count(), ours=public(run), vs_single_device=agreement(single, run),
