@@ -414,10 +414,7 @@ def _output_problem(output_dir: str, tokenizer_dir: str | None, overwrite: bool,
 
 def _agree_on_output(problem: str | None, output_dir: str) -> None:
     """Raises on every process when process 0 found a problem, so no process waits in a gather."""
-    failed = problem is not None
-    if jax.process_count() > 1:
-        failed = bool(multihost_utils.broadcast_one_to_all(np.array(failed)))
-    if failed:
+    if not io_utils.all_processes_ok(problem is None):
         raise CheckpointError(problem or f"{output_dir}: process 0 cannot write the export (see its log)")
 
 
