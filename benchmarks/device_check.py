@@ -490,7 +490,7 @@ def train_mode(mode: str, sizes: Sizes, out: dict[str, Any]) -> None:
     seq, rows = sizes.train_seq, config.train.batch_size
     out.update(batch=rows, seq=seq, mesh=partitioner.describe(), params=model_cfg.num_params(),
                trained_params=estimates.lora_params(model_cfg) if mode == "lora" else model_cfg.num_params(),
-               attention=resolve_attention_impl(model_cfg.attention_impl, seq, jax.default_backend()))
+               attention=resolve_attention_impl(model_cfg.attention_impl, seq, jax.default_backend(), splash_ok=True))
     setup = trainer.abstract_setup(config, "", model_cfg, partitioner, None, [], 1000)
     start = time.perf_counter()
     compiled = trainer.lower_train_steps(setup, [seq])[seq]

@@ -9,7 +9,8 @@ step (longest bucket, the trainer's own `lower_train_steps`), the engine's scori
 bucket) and generation program (longest prompt + the paper's 1,024 new tokens) are lowered with
 abstract bf16 weights (ShapeDtypeStruct, nothing allocated) through the Partitioner and
 `compile().memory_analysis()` is XLA:TPU's own per-chip figure. Attention is what
-`model.attention_impl="auto"` picks on a TPU (the compiling process's own backend is the CPU). To keep compiles short each
+`model.attention_impl` picks for the mesh's TPU devices (`llama.target_backend`; "auto": splash for
+the long training rows and prefills, chunked for the branched scoring rows). To keep compiles short each
 model is compiled at 2 and 4 layers and extrapolated linearly to its depth (every term is linear in
 the layer count: weights, KV cache; the working set of one layer is constant); the table says so.
 Next to it: `t5x_like.estimates` (`estimate_training` / `estimate_inference`) for the same shape, and
@@ -33,7 +34,6 @@ from t5x_like import estimates, memory, sweep, trainer  # noqa: E402
 from t5x_like.decoding import Generator  # noqa: E402
 from t5x_like import model_dirs  # noqa: E402
 from t5x_like.models.api import DecoderModel  # noqa: E402
-from t5x_like.models.llama import resolve_attention_impl  # noqa: E402
 from t5x_like.partitioning import Partitioner, create_mesh, rules_from_config  # noqa: E402
 from t5x_like.scoring import Scorer  # noqa: E402
 
@@ -86,8 +86,7 @@ def rows() -> list[str]:
     for name in _MODELS.value:
         config_dict = sweep.load_config(f"configs/experiments/paper_{name}.py")
         model = model_dirs.model_config(config_dict.model)
-        model = model.replace(attention_impl=resolve_attention_impl(_ATTENTION.value, config_dict.eval.max_length,
-                                                                    "tpu"))
+        model = model.replace(attention_impl=_ATTENTION.value)
         for hardware_name in _HARDWARE.value:
             topology, mesh, options = TOPOLOGIES[hardware_name]
             hardware, _ = estimates.parse_hardware(hardware_name)

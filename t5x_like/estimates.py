@@ -147,13 +147,17 @@ def lora_state_bytes(config: ModelConfig, fsdp: int, tensor: int) -> float:
     return config.num_layers * per_layer * 16
 
 
-def _attention_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int) -> float:
-    """fp32 scores and probabilities live at once: one query chunk with chunked attention (what
-    "auto" picks on accelerators for long rows), the whole square otherwise."""
+def _attention_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int,
+                           splash_ok: bool) -> float:
+    """fp32 scores and probabilities live at once, as a TPU runs the row (`resolve_attention_impl`):
+    none with splash (its blocks stay in VMEM), one query chunk with chunked attention, else the
+    whole square. `splash_ok`: the row has no branches (training rows, prefills; not scoring)."""
     from t5x_like.models.llama import resolve_attention_impl, ATTENTION_CHUNK
 
-    chunked = resolve_attention_impl(config.attention_impl, queries, "tpu") == "chunked"
-    live_queries = min(queries, ATTENTION_CHUNK) if chunked else queries
+    impl = resolve_attention_impl(config.attention_impl, queries, "tpu", splash_ok)
+    if impl == "splash":
+        return 0.0
+    live_queries = min(queries, ATTENTION_CHUNK) if impl == "chunked" else queries
     return 2 * rows * max(1, config.num_heads // tensor) * live_queries * keys * 4
 
 
@@ -174,7 +178,7 @@ def estimate_training(config: ModelConfig, shape: TrainShape, hardware: Hardware
     tokens = local_batch * shape.seq_len
     act = BYTES[config.dtype]
     working = (2 * _layer_activations(config, local_batch, shape.seq_len, shape.tensor)
-               + _attention_temporaries(config, local_batch, shape.seq_len, shape.seq_len, shape.tensor))
+               + _attention_temporaries(config, local_batch, shape.seq_len, shape.seq_len, shape.tensor, True))
     if shape.remat:  # each layer's input is saved (replicated over tensor: the rules do not split embed)
         saved = tokens * config.hidden_size * act
     else:
@@ -235,10 +239,11 @@ def eval_shape(config: ModelConfig, eval_cfg: Any, mesh: tuple[int, int, int]) -
 CACHE_COPIES = 3  # XLA:TPU keeps three KV caches live at the peak: zero-initialised, prefill output, loop carry
 
 
-def _forward_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int) -> float:
+def _forward_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int,
+                         splash_ok: bool) -> float:
     """One layer's working set for `rows` local rows: activations and live attention scores."""
     return (_layer_activations(config, rows, queries, tensor)
-            + _attention_temporaries(config, rows, queries, keys, tensor))
+            + _attention_temporaries(config, rows, queries, keys, tensor, splash_ok))
 
 
 def estimate_inference(config: ModelConfig, shape: InferenceShape, hardware: Hardware) -> InferenceEstimate:
@@ -253,7 +258,7 @@ def estimate_inference(config: ModelConfig, shape: InferenceShape, hardware: Har
     hidden_out = score_rows // dp * length * config.hidden_size * BYTES[config.dtype]
     per_layer = _gathered_layer_bytes(config, shape.fsdp, shape.tensor, "scoring") + CODE_BYTES_PER_LAYER["scoring"]
     scoring = (weights + hidden_out + config.num_layers * per_layer
-               + _forward_temporaries(config, score_rows // dp, length, length, shape.tensor))
+               + _forward_temporaries(config, score_rows // dp, length, length, shape.tensor, False))
     gen_rows, kv, generation = 0, 0.0, 0.0
     if shape.max_new_tokens:  # the generator's own largest program: prompt bucket + new-token bucket slots
         new = new_tokens_bucket(shape.max_new_tokens)
@@ -264,7 +269,7 @@ def estimate_inference(config: ModelConfig, shape: InferenceShape, hardware: Har
         kv = 2 * config.num_layers * gen_rows // dp * slots * kv_heads * config.head_dim * BYTES[config.dtype]
         logits = gen_rows * config.vocab_size * 4
         generation = (weights + CACHE_COPIES * kv + logits + config.num_layers * CODE_BYTES_PER_LAYER["generation"]
-                      + _forward_temporaries(config, gen_rows // dp, prompt, slots, shape.tensor))
+                      + _forward_temporaries(config, gen_rows // dp, prompt, slots, shape.tensor, True))
     fits = max(scoring, generation) / GIB <= 0.9 * hardware.memory_gib
     return InferenceEstimate(weights / GIB, score_rows, scoring / GIB, gen_rows, kv / GIB, generation / GIB, fits)
 

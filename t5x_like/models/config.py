@@ -15,7 +15,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
 # auto: "blocked" on CPU (XLA:CPU materialises every score; query blocks skip the masked upper
 # triangle and use head-major matmuls, 2.4x faster at 256 tokens), "xla" on GPU/TPU.
-ATTENTION_IMPLS = ("auto", "xla", "blocked", "chunked", "cudnn")
+ATTENTION_IMPLS = ("auto", "xla", "blocked", "chunked", "cudnn", "splash")
 
 
 class UnsupportedConfigError(UserError, ValueError):

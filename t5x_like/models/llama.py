@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from t5x_like.models import splash
 from t5x_like.models.config import ModelConfig
 from t5x_like.models.lora import Projection
 
@@ -85,14 +86,28 @@ MAX_ATTENTION_BLOCKS = 8  # longer rows use longer blocks: compile time grows wi
 ATTENTION_CHUNK = 512  # query rows per step of chunked attention (accelerators, rows longer than this)
 
 
-def resolve_attention_impl(impl: str, queries: int, backend: str) -> str:
-    """What "auto" means for `queries`-token rows on `backend`: blocked on CPU; on accelerators the
-    XLA kernel, or chunked once the fp32 (T, S) scores of a long row would dominate memory."""
-    if impl != "auto":
-        return impl
-    if backend == "cpu":
+def target_backend() -> str:
+    """The platform a program being traced will run on: the devices of the mesh in context (a
+    deviceless compile for TPU traces on a CPU host), else JAX's default backend."""
+    device = jax.sharding.get_abstract_mesh().abstract_device  # None without a mesh in context
+    return jax.default_backend() if device is None else device.platform
+
+
+def resolve_attention_impl(impl: str, queries: int, backend: str, splash_ok: bool = False) -> str:
+    """What runs for `queries`-token rows on `backend`. "auto": blocked on CPU; on accelerators the
+    XLA kernel, and once the fp32 (T, S) scores of a long row would dominate memory, splash on TPU
+    or chunked elsewhere. Splash ("auto" on TPU, or "splash") takes only rows where `splash_ok` (no
+    branches, no filled cache) whose length fits its blocks; other rows get what "auto" gives them
+    on an accelerator (XLA up to ATTENTION_CHUNK queries, chunked beyond)."""
+    if impl == "auto" and backend == "cpu":
         return "blocked"
-    return "chunked" if queries > ATTENTION_CHUNK else "xla"
+    if impl == "splash" or (impl == "auto" and backend == "tpu" and queries > ATTENTION_CHUNK):
+        if splash_ok and splash.supports(queries):
+            return "splash"
+        impl = "auto"
+    if impl == "auto":
+        return "chunked" if queries > ATTENTION_CHUNK else "xla"
+    return impl
 
 
 def attention(q_btnh: jax.Array, k_btkh: jax.Array, v_btkh: jax.Array, mask_b1ts: jax.Array, impl: str) -> jax.Array:
@@ -101,7 +116,7 @@ def attention(q_btnh: jax.Array, k_btkh: jax.Array, v_btkh: jax.Array, mask_b1ts
     "blocked" relies on no query attending to a key at a later array index, which holds for every
     row without a KV cache here (right-padded, left-padded and packed rows keep causal order).
     """
-    impl = resolve_attention_impl(impl, q_btnh.shape[1], jax.default_backend())
+    impl = resolve_attention_impl(impl, q_btnh.shape[1], target_backend())
     if impl == "blocked":
         return blocked_attention(q_btnh, k_btkh, v_btkh, mask_b1ts)
     if impl == "chunked":
@@ -208,7 +223,9 @@ class Attention(nn.Module):
                           deterministic=self.deterministic, name=name)
 
     @nn.compact
-    def __call__(self, x_btd, cos, sin, mask_b1ts, kv_cache=None, cache_index=None):
+    def __call__(self, x_btd, cos, sin, mask_b1ts, kv_cache=None, cache_index=None, splash_segments_bt=None):
+        """With `splash_segments_bt` (see splash.segment_ids) attention runs the splash kernel over
+        these T tokens' own keys (a prefill writes them into the cache as well)."""
         c = self.config
         b, t, _ = x_btd.shape
         q = self._proj("q_proj", c.num_heads * c.head_dim, ("embed", "q_heads"))(x_btd)
@@ -220,18 +237,22 @@ class Attention(nn.Module):
         q_btnh = nn.with_logical_constraint(
             q_btnh, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim"))
         new_kv = None
-        if kv_cache is None:
-            k_btkh = nn.with_logical_constraint(
-                k_btkh, ("activation_batch", "activation_length", "activation_kv_heads", "activation_head_dim"))
-            out_btnh = attention(q_btnh, k_btkh, v_btkh, mask_b1ts, c.attention_impl)
-        else:  # the cache is head-major (B, Nkv, S, H): decoding attends to it without transposing it
+        if kv_cache is not None:  # the cache is head-major (B, Nkv, S, H): decoding attends to it without transposing
             k_bksh, v_bksh = (jax.lax.dynamic_update_slice(
                 cached, jnp.transpose(new, (0, 2, 1, 3)).astype(cached.dtype), (0, 0, cache_index, 0))
                 for cached, new in zip(kv_cache, (k_btkh, v_btkh)))
             k_bksh = nn.with_logical_constraint(
                 k_bksh, ("activation_batch", "activation_kv_heads", "activation_length", "activation_head_dim"))
             new_kv = (k_bksh, v_bksh)
-            chunked = resolve_attention_impl(c.attention_impl, t, jax.default_backend()) == "chunked"
+        if splash_segments_bt is not None:
+            out_btnh = splash.splash_attention(q_btnh, k_btkh, v_btkh, splash_segments_bt, c.sliding_window,
+                                               interpret=target_backend() != "tpu")
+        elif kv_cache is None:
+            k_btkh = nn.with_logical_constraint(
+                k_btkh, ("activation_batch", "activation_length", "activation_kv_heads", "activation_head_dim"))
+            out_btnh = attention(q_btnh, k_btkh, v_btkh, mask_b1ts, c.attention_impl)
+        else:
+            chunked = resolve_attention_impl(c.attention_impl, t, target_backend()) == "chunked"
             attend = head_major_chunks if chunked else head_major_attention  # a long prefill is chunked too
             out_btnh = from_head_major(attend(
                 to_head_major(q_btnh, c.num_kv_heads), k_bksh.astype(q_btnh.dtype), v_bksh.astype(q_btnh.dtype),
@@ -270,11 +291,11 @@ class DecoderLayer(nn.Module):
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x_btd, cos, sin, mask_b1ts, kv_cache=None, cache_index=None):
+    def __call__(self, x_btd, cos, sin, mask_b1ts, kv_cache=None, cache_index=None, splash_segments_bt=None):
         c = self.config
         norm = lambda name: RMSNorm(c.rms_norm_eps, c.jnp_dtype, c.jnp_param_dtype, name=name)
         attn_out, new_kv = Attention(c, self.deterministic, name="self_attn")(
-            norm("input_layernorm")(x_btd), cos, sin, mask_b1ts, kv_cache, cache_index)
+            norm("input_layernorm")(x_btd), cos, sin, mask_b1ts, kv_cache, cache_index, splash_segments_bt)
         h_btd = x_btd + attn_out
         out = h_btd + MLP(c, self.deterministic, name="mlp")(norm("post_attention_layernorm")(h_btd))
         out = nn.with_logical_constraint(out, ("activation_batch", "activation_length", "activation_embed"))
@@ -327,11 +348,17 @@ class Llama(nn.Module):
         else:
             kv_pos = jax.lax.dynamic_update_slice(cache["positions"], positions_bt.astype(jnp.int32), (0, cache_index))
             kv_valid = jax.lax.dynamic_update_slice(cache["valid"], valid_bt, (0, cache_index))
-        mask = attention_mask(positions_bt, kv_pos, kv_valid, c.sliding_window, segments_bt, documents_bt)
+        fresh = cache is None or (isinstance(cache_index, int) and cache_index == 0)  # no earlier keys to see
+        splash_ok = segments_bt is None and fresh
+        if resolve_attention_impl(c.attention_impl, tokens_bt.shape[1], target_backend(), splash_ok) == "splash":
+            mask, splash_segments = None, splash.segment_ids(valid_bt, documents_bt)
+        else:
+            mask = attention_mask(positions_bt, kv_pos, kv_valid, c.sliding_window, segments_bt, documents_bt)
+            splash_segments = None
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             kv = None if cache is None else (cache["k"][i], cache["v"][i])
-            x_btd, new_kv = layer(x_btd, cos, sin, mask, kv, cache_index)
+            x_btd, new_kv = layer(x_btd, cos, sin, mask, kv, cache_index, splash_segments)
             if new_kv is not None:
                 new_k.append(new_kv[0])
                 new_v.append(new_kv[1])
