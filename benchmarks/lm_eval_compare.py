@@ -10,7 +10,12 @@ t5x_like --batch_size auto`, the baseline plain `python -m lm_eval --model hf --
 tasks of configs/lm_eval_tasks on the local data, `--limit` items per task, hub access off. Runs
 alternate (ours, hf, ours, hf, ...) so load drifts hit both. From lm-eval's own output files
 (`--log_samples`): per-request |Δ log-likelihood|, per-item agreement of the chosen option (by
-log-likelihood and per character), per-task acc / acc_norm of both. Writes <out>.json and <out>.md.
+log-likelihood and per character), per-task acc / acc_norm of both. The `--reference_requests`
+requests of largest |Δ| are scored once more by transformers in float64 (batch 1, no padding), so
+the report says which backend is nearer the exact value. The floor: our run's executed scoring FLOPs
+(XLA's count) at this machine's measured fp32 matmul peak, plus the import time of lm-eval + torch +
+transformers (both processes pay it) and our load: the fastest whole process the engine could reach
+here, and so the largest speedup any engine could show. Writes <out>.json and <out>.md.
 """
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ from typing import Any
 
 from absl import app, flags
 
-from benchmarks.common import REPO, default_model_dir, machine_state, timed_process, versions
+from benchmarks.common import (REPO, default_model_dir, machine_state, matmul_peak_flops, timed_process,
+                               torch_loglikelihoods, versions)
 from t5x_like import io_utils
 
 FLAGS = flags.FLAGS
@@ -37,6 +43,7 @@ flags.DEFINE_list("hf_batch_sizes", ["16", "4"], "lm-eval hf --batch_size values
 flags.DEFINE_list("torch_threads", ["0"], "OMP thread counts for the hf runs (0 = PyTorch's default, one per core).")
 flags.DEFINE_string("data_dir", None, "Task data (default $T5X_LIKE_DATA_DIR or ../shared/data/tasks).")
 flags.DEFINE_string("out", str(REPO / "benchmarks" / "results" / "lm_eval_compare"), "Output prefix (.json, .md).")
+flags.DEFINE_integer("reference_requests", 8, "Requests of largest |Δ| rescored by transformers in float64.")
 
 TASKS_DIR = REPO / "configs" / "lm_eval_tasks"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -80,7 +87,7 @@ def argmax(values: list[float]) -> int:
 def agreement(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
     """Per task and overall: requests, max / mean / p99 |Δ log-likelihood|, items whose chosen option
     (acc's and acc_norm's) is the same, and both backends' acc / acc_norm as lm-eval reports them."""
-    per_task, all_deltas = {}, []
+    per_task, all_deltas, largest = {}, [], []
     for task in FLAGS.tasks:
         deltas, same, same_norm = [], 0, 0
         for a, b in zip(ours["samples"][task], theirs["samples"][task], strict=True):
@@ -88,6 +95,10 @@ def agreement(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
                 raise RuntimeError(f"{task} item {a['doc_id']}: the two runs built different requests")
             ll_a, ll_b, chars = loglikelihoods(a), loglikelihoods(b), choice_lengths(a)
             deltas += [abs(x - y) for x, y in zip(ll_a, ll_b)]
+            pairs = list(a["arguments"].values())
+            largest += [{"task": task, "doc_id": a["doc_id"], "option": i, "context": pairs[i]["arg_0"],
+                         "continuation": pairs[i]["arg_1"], "t5x_like": x, "hf": y, "abs_delta": abs(x - y)}
+                        for i, (x, y) in enumerate(zip(ll_a, ll_b))]
             same += argmax(ll_a) == argmax(ll_b)
             same_norm += argmax([x / n for x, n in zip(ll_a, chars)]) == argmax([x / n for x, n in zip(ll_b, chars)])
         metrics = {name: {m: run["results"]["results"][task].get(f"{m},none") for m in ("acc", "acc_norm")}
@@ -97,8 +108,48 @@ def agreement(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
                           "same_choice_acc": same, "same_choice_acc_norm": same_norm, **metrics}
         all_deltas += deltas
     all_deltas.sort()
+    largest.sort(key=lambda r: -r["abs_delta"])
     return {"requests": len(all_deltas), "max_abs_delta": all_deltas[-1], "mean_abs_delta": statistics.mean(all_deltas),
-            "p99_abs_delta": all_deltas[int(0.99 * (len(all_deltas) - 1))], "tasks": per_task}
+            "p99_abs_delta": all_deltas[int(0.99 * (len(all_deltas) - 1))], "tasks": per_task,
+            "largest": largest[:FLAGS.reference_requests]}
+
+
+def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-eval's `TemplateLM._encode_pair`: trailing spaces of the context move to the continuation,
+    the whole string is encoded and the continuation is what follows the context's tokens."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
+    context_ids = tokenizer(context, add_special_tokens=False).input_ids
+    return whole[:len(context_ids)], whole[len(context_ids):]
+
+
+def float64_reference(model_dir: str, largest: list[dict[str, Any]]) -> None:
+    """Adds each request's float64 transformers log-likelihood (batch 1) and both backends' errors."""
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64).eval()
+    encoded = [encode_pair(tokenizer, r["context"], r["continuation"]) for r in largest]
+    for request, exact in zip(largest, torch_loglikelihoods(model, encoded, batch_size=1, pad_id=0)):
+        request.update(float64=exact["logprob"], t5x_like_error=request["t5x_like"] - exact["logprob"],
+                       hf_error=request["hf"] - exact["logprob"])
+
+
+def floor(results: dict[str, Any]) -> dict[str, Any]:
+    """The fastest whole process our engine could reach here: imports + load + its executed scoring FLOPs
+    at the measured matmul peak (compilation left out: a persistent cache removes most of it)."""
+    first = results["runs"]["t5x_like"][0]
+    imports = timed_process([sys.executable, "-c", "import lm_eval.evaluator, torch, transformers"])["wall_s"]
+    peak = matmul_peak_flops()
+    compute = first["scoring_flops"] / peak
+    total = imports + first["engine_timing"]["load_s"] + compute
+    return {"import_s": imports, "matmul_peak_gflops": round(peak / 1e9, 1), "scoring_gflop": round(first["scoring_flops"] / 1e9, 1),
+            "executed_gflops": round(first["scoring_flops"] / first["engine_timing"]["compute_s"] / 1e9, 1),
+            "compute_floor_s": round(compute, 2), "process_floor_s": round(total, 2),
+            "largest_possible_speedup": round(results["wall_s_median"][results["baseline"]] / total, 2)}
 
 
 def drive(model_dir: str, data_dir: str, tmp: str) -> dict[str, Any]:
@@ -119,7 +170,8 @@ def drive(model_dir: str, data_dir: str, tmp: str) -> dict[str, Any]:
             run.pop("stderr_tail")
             if model == "t5x_like":
                 config = read_run(output_dir)["results"]["config"]
-                run.update(engine_timing=config.get("engine_timing"), compile_counts=config.get("engine_compile_counts"))
+                run.update(engine_timing=config.get("engine_timing"), compile_counts=config.get("engine_compile_counts"),
+                           scoring_flops=config.get("engine_scoring_flops"))
             runs[name].append(run)
             outputs[name].append(output_dir)
     medians = {name: statistics.median(r["wall_s"] for r in rs) for name, rs in runs.items()}
@@ -154,6 +206,16 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {task} | {t['items']} | {t['requests']} | {t['max_abs_delta']:.2e} | "
                      f"{t['same_choice_acc']} / {t['same_choice_acc_norm']} | {t['t5x_like']['acc']} / {t['hf']['acc']} | "
                      f"{t['t5x_like']['acc_norm']} / {t['hf']['acc_norm']} |")
+    lines += ["", "The requests of largest |Δ| against transformers in float64 (batch 1):", "",
+              "| task | doc | option | float64 | t5x_like - float64 | hf - float64 |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['task']} | {r['doc_id']} | {r['option']} | {r['float64']:.5f} | {r['t5x_like_error']:+.2e} | "
+              f"{r['hf_error']:+.2e} |" for r in a["largest"]]
+    f = results["floor"]
+    lines += ["", f"Floor of our whole process here: imports of lm-eval + torch + transformers {f['import_s']} s (both "
+              f"sides pay them) + our load + {f['scoring_gflop']} GFLOP of scoring (XLA's count, executed at "
+              f"{f['executed_gflops']} GFLOP/s in run 1) at the measured fp32 matmul peak of {f['matmul_peak_gflops']} "
+              f"GFLOP/s = {f['compute_floor_s']} s: **{f['process_floor_s']} s, at most {f['largest_possible_speedup']}x** "
+              f"the baseline's median."]
     return "\n".join(lines) + "\n"
 
 
@@ -164,6 +226,8 @@ def main(argv: list[str]) -> None:
     data_dir = FLAGS.data_dir or os.environ.get("T5X_LIKE_DATA_DIR") or str(REPO.parent / "shared" / "data" / "tasks")
     with tempfile.TemporaryDirectory(prefix="lm_eval_compare.") as tmp:
         results = drive(model_dir, data_dir, tmp)
+    float64_reference(model_dir, results["agreement"]["largest"])
+    results["floor"] = floor(results)
     io_utils.atomic_write_json(FLAGS.out + ".json", results)
     io_utils.atomic_write_text(FLAGS.out + ".md", markdown(results))
     print(json.dumps({k: results[k] for k in ("wall_s_median", "baseline", "speedup")}, indent=1))

@@ -183,6 +183,9 @@ class T5xLikeLM(TemplateLM):
         return texts
 
     def get_model_info(self) -> dict[str, Any]:
-        """Written into lm-eval's results config: the model, dtype, mesh and the engine's seconds and programs."""
+        """Written into lm-eval's results config: the model, dtype, mesh and the engine's seconds, programs
+        and scoring FLOPs executed (XLA's count, padding included: what a roofline of the run needs)."""
+        stats = self.engine.scorer.stats
         return {"model_path": self.path, "dtype": self.dtype, "mesh": self.engine.partitioner.describe(),
-                "engine_timing": self.engine.timing, "engine_compile_counts": self.engine.compile_counts}
+                "engine_timing": self.engine.timing, "engine_compile_counts": self.engine.compile_counts,
+                "engine_scoring_flops": stats["body_flops"] + stats["head_flops"]}
