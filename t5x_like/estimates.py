@@ -26,6 +26,11 @@ class Hardware:
     hbm_gbps: float
     device_kinds: tuple[str, ...] = ()
 
+    @property
+    def platform(self) -> str:
+        """JAX's backend name for this hardware (what `model.attention_impl="auto"` resolves against)."""
+        return "tpu" if self.name.startswith("TPU") else "gpu" if self.name.startswith("NVIDIA") else "cpu"
+
 
 HARDWARE = {
     "tpu-v4": Hardware("TPU v4 chip", 32, 275, 1200, ("TPU v4",)),
@@ -148,13 +153,13 @@ def lora_state_bytes(config: ModelConfig, fsdp: int, tensor: int) -> float:
 
 
 def _attention_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int,
-                           splash_ok: bool) -> float:
-    """fp32 scores and probabilities live at once, as a TPU runs the row (`resolve_attention_impl`):
+                           splash_ok: bool, platform: str) -> float:
+    """fp32 scores and probabilities live at once, as `platform` runs the row (`resolve_attention_impl`):
     none with splash (its blocks stay in VMEM), one query chunk with chunked attention, else the
     whole square. `splash_ok`: the row has no branches (training rows, prefills; not scoring)."""
     from t5x_like.models.llama import resolve_attention_impl, ATTENTION_CHUNK
 
-    impl = resolve_attention_impl(config.attention_impl, queries, "tpu", splash_ok)
+    impl = resolve_attention_impl(config.attention_impl, queries, platform, splash_ok)
     if impl == "splash":
         return 0.0
     live_queries = min(queries, ATTENTION_CHUNK) if impl == "chunked" else queries
@@ -178,7 +183,8 @@ def estimate_training(config: ModelConfig, shape: TrainShape, hardware: Hardware
     tokens = local_batch * shape.seq_len
     act = BYTES[config.dtype]
     working = (2 * _layer_activations(config, local_batch, shape.seq_len, shape.tensor)
-               + _attention_temporaries(config, local_batch, shape.seq_len, shape.seq_len, shape.tensor, True))
+               + _attention_temporaries(config, local_batch, shape.seq_len, shape.seq_len, shape.tensor, True,
+                                        hardware.platform))
     if shape.remat:  # each layer's input is saved (replicated over tensor: the rules do not split embed)
         saved = tokens * config.hidden_size * act
     else:
@@ -240,10 +246,10 @@ CACHE_COPIES = 3  # XLA:TPU keeps three KV caches live at the peak: zero-initial
 
 
 def _forward_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int,
-                         splash_ok: bool) -> float:
+                         splash_ok: bool, platform: str) -> float:
     """One layer's working set for `rows` local rows: activations and live attention scores."""
     return (_layer_activations(config, rows, queries, tensor)
-            + _attention_temporaries(config, rows, queries, keys, tensor, splash_ok))
+            + _attention_temporaries(config, rows, queries, keys, tensor, splash_ok, platform))
 
 
 def estimate_inference(config: ModelConfig, shape: InferenceShape, hardware: Hardware) -> InferenceEstimate:
@@ -258,7 +264,7 @@ def estimate_inference(config: ModelConfig, shape: InferenceShape, hardware: Har
     hidden_out = score_rows // dp * length * config.hidden_size * BYTES[config.dtype]
     per_layer = _gathered_layer_bytes(config, shape.fsdp, shape.tensor, "scoring") + CODE_BYTES_PER_LAYER["scoring"]
     scoring = (weights + hidden_out + config.num_layers * per_layer
-               + _forward_temporaries(config, score_rows // dp, length, length, shape.tensor, False))
+               + _forward_temporaries(config, score_rows // dp, length, length, shape.tensor, False, hardware.platform))
     gen_rows, kv, generation = 0, 0.0, 0.0
     if shape.max_new_tokens:  # the generator's own largest program: prompt bucket + new-token bucket slots
         new = new_tokens_bucket(shape.max_new_tokens)
@@ -269,7 +275,8 @@ def estimate_inference(config: ModelConfig, shape: InferenceShape, hardware: Har
         kv = 2 * config.num_layers * gen_rows // dp * slots * kv_heads * config.head_dim * BYTES[config.dtype]
         logits = gen_rows * config.vocab_size * 4
         generation = (weights + CACHE_COPIES * kv + logits + config.num_layers * CODE_BYTES_PER_LAYER["generation"]
-                      + _forward_temporaries(config, gen_rows // dp, prompt, slots, shape.tensor, True))
+                      + _forward_temporaries(config, gen_rows // dp, prompt, slots, shape.tensor, True,
+                                             hardware.platform))
     fits = max(scoring, generation) / GIB <= 0.9 * hardware.memory_gib
     return InferenceEstimate(weights / GIB, score_rows, scoring / GIB, gen_rows, kv / GIB, generation / GIB, fits)
 
