@@ -251,6 +251,47 @@ def parity_greedy(config: Any, params: Any, ref: dict[str, np.ndarray]) -> dict[
             "reference_min_top2_margin": float(ref["min_top2_margin"])}
 
 
+SPLASH_DOCUMENTS = (170, 86)  # one row: two packed documents (256 tokens, the kernel's 128-token blocks)
+
+
+def splash_vs_xla(config: Any, params: Any, pad: int) -> dict[str, Any]:
+    """Hidden states of two packed rows (the second right-padded by `pad`) under splash attention (TPU's
+    long-row kernel; Pallas's interpreter elsewhere) against the XLA attention, on one device."""
+    import jax
+    import jax.numpy as jnp
+
+    from t5x_like.models.api import DecoderModel
+    from t5x_like.partitioning import Partitioner
+
+    length = sum(SPLASH_DOCUMENTS)
+    rng = np.random.default_rng(0)
+    tokens = jnp.asarray(rng.integers(FIRST_ID, config.vocab_size, (2, length)), jnp.int32)
+    documents = jnp.asarray([sum(([d] * n for d, n in enumerate(SPLASH_DOCUMENTS)), [])] * 2, jnp.int32)
+    positions = jnp.asarray([sum((list(range(n)) for n in SPLASH_DOCUMENTS), [])] * 2, jnp.int32)
+    valid = jnp.asarray(np.arange(length)[None] < np.asarray([[length], [length - pad]]))
+    hidden = {}
+    with Partitioner.single_device().context():
+        for impl in ("xla", "splash"):
+            model = DecoderModel(config.replace(attention_impl=impl))
+            run = jax.jit(lambda p: model.hidden(p, tokens, positions, valid, documents_bt=documents))
+            hidden[impl] = np.asarray(run(params), np.float32)[np.asarray(valid)]
+    return {"rows": 2, "tokens": length, "max_abs_hidden_diff": float(np.abs(hidden["splash"] - hidden["xla"]).max())}
+
+
+def splash_numerics(out: dict[str, Any], smoke: bool) -> None:
+    """Splash against XLA attention for each parity model and dtype (the smoke run: fp32 Llama only)."""
+    from t5x_like import hf_io
+
+    rows = out["splash_rows"] = []
+    for case in PARITY_CASES[:1] if smoke else PARITY_CASES:
+        for dtype in ("float32",) if smoke else ("float32", "bfloat16"):
+            row = {"case": case, "dtype": dtype}
+            rows.append(row)
+            config, params = hf_io.load_model_dir(str(PARITY_FIXTURES / case), dtype=dtype)
+            record_error(row, lambda: row.update(splash_vs_xla(config, params, pad=45)))
+    roll_up(out, rows)
+
+
 def numerics(out: dict[str, Any], sizes: Sizes) -> None:
     """Every (parity model, dtype, attention impl) combination as a row; one failing row fails alone."""
     import jax
@@ -280,6 +321,7 @@ def numerics(out: dict[str, Any], sizes: Sizes) -> None:
 
                 record_error(row, measure)
     roll_up(out, rows)
+    splash_numerics(out, smoke=sizes is SMOKE)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -594,6 +636,12 @@ def markdown(report: dict[str, Any]) -> str:
                          f"| {_num(row.get('is_greedy_agreement'))} | {row.get('greedy_rows_equal', '-')}/"
                          f"{row.get('greedy_rows', '-')} | {_num(row.get('packed_vs_alone_max_abs_diff'))} | "
                          f"{row.get('status')} {row.get('error', '')[:120]} |")
+    if sections.get("numerics", {}).get("splash_rows"):
+        lines += ["", "## Splash attention vs XLA attention (hidden states, packed right-padded rows)", "",
+                  "| model | dtype | rows x tokens | max abs d hidden | status |", "|---|---|---|---|---|"]
+        for row in sections["numerics"]["splash_rows"]:
+            lines.append(f"| {row['case']} | {row['dtype']} | {row.get('rows', '-')} x {row.get('tokens', '-')} | "
+                         f"{_num(row.get('max_abs_hidden_diff'))} | {row.get('status')} {row.get('error', '')[:120]} |")
     inf = sections.get("inference", {})
     if "ours" in inf:
         torch_part = inf.get("transformers", {})

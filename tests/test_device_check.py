@@ -72,6 +72,13 @@ def test_smoke_numerics_match_transformers(smoke):
             assert row["packed_vs_alone_max_abs_diff"] <= 1e-2, row
 
 
+def test_smoke_splash_matches_xla_attention(smoke):
+    """The splash rows (Pallas's interpreter off a TPU) agree with the XLA attention (measured 2.7e-6)."""
+    row, = smoke[0]["sections"]["numerics"]["splash_rows"]
+    assert (row["case"], row["dtype"], row["status"], row["tokens"]) == ("llama_tied", "float32", "ok", 256), row
+    assert row["max_abs_hidden_diff"] <= 2e-5, row
+
+
 def test_smoke_inference_agrees_with_transformers_and_one_device(smoke):
     sections = smoke[0]["sections"]
     inference = sections["inference"]
