@@ -26,7 +26,7 @@ def get_model_config() -> ml_collections.ConfigDict:
     m.dtype = "float32"  # activation / matmul dtype: float32 | bfloat16
     m.param_dtype = "float32"  # stored weight dtype
     m.remat_policy = "none"  # none | full | dots | dots_with_no_batch_dims
-    m.attention_impl = "auto"  # auto (CPU: blocked; else xla, above 512 tokens splash on TPU, chunked elsewhere) | xla | blocked | chunked | cudnn (GPU) | splash (TPU)
+    m.attention_impl = "auto"  # auto (CPU: blocked; else xla, above 512 tokens splash on TPU for rows without branches, else chunked) | xla | blocked | chunked | cudnn (GPU) | splash (TPU; on CPU Pallas's interpreter, for tests)
     m.cache_dir = ""  # where converted models live ('' = $T5X_LIKE_CACHE or ~/.cache/t5x_like)
     return m
 
