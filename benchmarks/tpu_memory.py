@@ -11,8 +11,10 @@ abstract bf16 weights (ShapeDtypeStruct, nothing allocated) through the Partitio
 `compile().memory_analysis()` is XLA:TPU's own per-chip figure. Attention is what
 `model.attention_impl` picks for the mesh's TPU devices (`llama.target_backend`; "auto": splash for
 the long training rows and prefills, chunked for the branched scoring rows). To keep compiles short each
-model is compiled at 2 and 4 layers and extrapolated linearly to its depth (every term is linear in
-the layer count: weights, KV cache; the working set of one layer is constant); the table says so.
+model is compiled at two layer counts (`--layers`, default 2 and 4) and extrapolated linearly to its
+depth (weights and KV cache are linear in the layer count); the table says so. For generation 2
+and 4 layers are too few: there the prefill's fixed temporaries set the peak and hide the growth per
+layer (`--layers=8,16` for that program; docs/running.md).
 Next to it: `t5x_like.estimates` (`estimate_training` / `estimate_inference`) for the same shape, and
 their ratio.
 """
@@ -41,13 +43,14 @@ _OUT = flags.DEFINE_string("out", None, "Also write the Markdown table here.")
 _MODELS = flags.DEFINE_list("models", ["llama2_7b", "mistral_7b", "llama2_13b", "llama2_70b"], "Paper models.")
 _HARDWARE = flags.DEFINE_list("hardware", ["tpu-v5e-8", "tpu-v4-4"], "Topologies (keys of TOPOLOGIES).")
 _ATTENTION = flags.DEFINE_string("attention_impl", "auto", "model.attention_impl to compile (auto: as on a TPU).")
+_LAYERS = flags.DEFINE_list("layers", ["2", "4"], "The two layer counts compiled and extrapolated from (generation "
+                            "needs 8,16: at 2 and 4 the prefill's temporaries hide the per-layer growth).")
 
 # name -> (topology, mesh, options): tpu-v4-4 is a v4-8 slice, 4 chips; "megacore" makes each chip one
 # device, as on a real v4 VM (compile-only topologies otherwise list its two cores apart).
 TOPOLOGIES = {"tpu-v5e-8": ("v5e:2x4", (1, 2, 4), {}),
               "tpu-v4-4": ("v4:2x2x1", (1, 1, 4), {"chip_config_name": "megacore", "chips_per_host_bounds": (2, 2, 1),
                                                    "num_slices": 1, "wrap": (False, False, False)})}
-LAYERS = (2, 4)
 
 
 def compiled_gib(config, config_dict, shape: estimates.InferenceShape, devices) -> dict[str, float]:
@@ -92,11 +95,12 @@ def rows() -> list[str]:
             hardware, _ = estimates.parse_hardware(hardware_name)
             devices = topologies.get_topology_desc(topology, "tpu", **options).devices
             shape = estimates.eval_shape(model, config_dict.eval, mesh)
-            small = [compiled_gib(model.replace(num_layers=n), config_dict, shape, devices) for n in LAYERS]
+            layers = [int(n) for n in _LAYERS.value]
+            small = [compiled_gib(model.replace(num_layers=n), config_dict, shape, devices) for n in layers]
             estimated = estimated_gib(model, config_dict, shape, hardware)
             for program in small[0]:
-                slope = (small[1][program] - small[0][program]) / (LAYERS[1] - LAYERS[0])
-                compiled = small[0][program] + slope * (model.num_layers - LAYERS[0])
+                slope = (small[1][program] - small[0][program]) / (layers[1] - layers[0])
+                compiled = small[0][program] + slope * (model.num_layers - layers[0])
                 fits = "yes" if compiled <= 0.9 * hardware.memory_gib else "NO"
                 lines.append(f"| {name} | {hardware_name} | {mesh} | {program} | {compiled:.2f} GiB | "
                              f"{estimated[program]:.2f} GiB | {estimated[program] / compiled:.2f} | {fits} |")
