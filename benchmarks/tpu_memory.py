@@ -10,11 +10,13 @@ bucket) and generation program (longest prompt + the paper's 1,024 new tokens) a
 abstract bf16 weights (ShapeDtypeStruct, nothing allocated) through the Partitioner and
 `compile().memory_analysis()` is XLA:TPU's own per-chip figure. Attention is what
 `model.attention_impl` picks for the mesh's TPU devices (`llama.target_backend`; "auto": splash for
-the long training rows and prefills, chunked for the branched scoring rows). To keep compiles short each
-model is compiled at two layer counts (`--layers`, default 2 and 4) and extrapolated linearly to its
-depth (weights and KV cache are linear in the layer count); the table says so. For generation 2
-and 4 layers are too few: there the prefill's fixed temporaries set the peak and hide the growth per
-layer (`--layers=8,16` for that program; docs/running.md).
+the long training rows and prefills, chunked for the branched scoring rows). Each model is compiled
+at its own depth (a 32-layer generation program compiles in about 50 s on 2 cores); models deeper
+than `--max_layers` (Llama-2-70B) are compiled at half and all of it and extrapolated linearly
+(weights, gathers and KV cache are linear in the layer count), and the table says which.
+`--layers=A,B` extrapolates every model from A and B layers instead: too few hide the growth per
+layer, because the prefill's fixed temporaries set the peak (2/4-layer generation figures were off
+by up to 2.2x).
 Next to it: `t5x_like.estimates` (`estimate_training` / `estimate_inference`) for the same shape, and
 their ratio.
 """
@@ -40,11 +42,16 @@ from t5x_like.partitioning import Partitioner, create_mesh, rules_from_config  #
 from t5x_like.scoring import Scorer  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", None, "Also write the Markdown table here.")
-_MODELS = flags.DEFINE_list("models", ["llama2_7b", "mistral_7b", "llama2_13b", "llama2_70b"], "Paper models.")
+MODELS_OF_TABLE = ("llama2_7b", "mistral_7b", "llama2_13b", "llama2_70b")
+_MODELS = flags.DEFINE_list("models", list(MODELS_OF_TABLE), "Paper models.")
 _HARDWARE = flags.DEFINE_list("hardware", ["tpu-v5e-8", "tpu-v4-4"], "Topologies (keys of TOPOLOGIES).")
 _ATTENTION = flags.DEFINE_string("attention_impl", "auto", "model.attention_impl to compile (auto: as on a TPU).")
-_LAYERS = flags.DEFINE_list("layers", ["2", "4"], "The two layer counts compiled and extrapolated from (generation "
-                            "needs 8,16: at 2 and 4 the prefill's temporaries hide the per-layer growth).")
+_LAYERS = flags.DEFINE_list("layers", [], "Two layer counts to compile every model at and extrapolate from "
+                            "(default: each model's own depth, see --max_layers).")
+_RESCORE = flags.DEFINE_string("rescore", None, "A table this script wrote: keep its compiled figures, "
+                                "recompute the estimate columns (no libtpu needed).")
+_MAX_LAYERS = flags.DEFINE_integer("max_layers", 40, "Deeper models are compiled at half and all of this many "
+                                   "layers and extrapolated to their depth.")
 
 # name -> (topology, mesh, options): tpu-v4-4 is a v4-8 slice, 4 chips; "megacore" makes each chip one
 # device, as on a real v4 VM (compile-only topologies otherwise list its two cores apart).
@@ -83,34 +90,77 @@ def estimated_gib(config, config_dict, shape: estimates.InferenceShape, hardware
             "generation": inference.generation_gib}
 
 
+def compiled_layers(depth: int) -> list[int]:
+    """The layer counts a model of `depth` layers is compiled at: its own, or two to extrapolate from."""
+    if _LAYERS.value:
+        return [int(n) for n in _LAYERS.value]
+    if depth <= _MAX_LAYERS.value:
+        return [depth]
+    return [_MAX_LAYERS.value // 2, _MAX_LAYERS.value]
+
+
+def at_depth(small: list[dict[str, float]], layers: list[int], depth: int) -> dict[str, float]:
+    """The compiled figures at `depth`: the one compile there, or the line through two shallower ones."""
+    if layers == [depth]:
+        return small[0]
+    return {program: small[0][program] + (small[1][program] - small[0][program]) / (layers[1] - layers[0])
+            * (depth - layers[0]) for program in small[0]}
+
+
+HEADER = ["| model | hardware | mesh | layers compiled | program | compiled (XLA:TPU) | estimate | "
+          "estimate / compiled | fits (90%) |", "|---|---|---|---|---|---|---|---|---|"]
+
+
+def paper_model(name: str):
+    """(experiment config, model config with `--attention_impl`) of a paper model."""
+    config_dict = sweep.load_config(f"configs/experiments/paper_{name}.py")
+    return config_dict, model_dirs.model_config(config_dict.model).replace(attention_impl=_ATTENTION.value)
+
+
+def table_row(name: str, hardware_name: str, depth: str, program: str, gib: float) -> str:
+    """One table line: the compiled figure next to `t5x_like.estimates` for the same program."""
+    config_dict, model = paper_model(name)
+    mesh = TOPOLOGIES[hardware_name][1]
+    hardware, _ = estimates.parse_hardware(hardware_name)
+    estimated = estimated_gib(model, config_dict, estimates.eval_shape(model, config_dict.eval, mesh), hardware)
+    fits = "yes" if gib <= 0.9 * hardware.memory_gib else "NO"
+    return (f"| {name} | {hardware_name} | {mesh} | {depth} | {program} | {gib:.2f} GiB | "
+            f"{estimated[program]:.2f} GiB | {estimated[program] / gib:.2f} | {fits} |")
+
+
 def rows() -> list[str]:
-    lines = ["| model | hardware | mesh | program | compiled (XLA:TPU, extrapolated) | estimate | estimate / compiled "
-             "| fits (90%) |", "|---|---|---|---|---|---|---|---|"]
+    """Compiles every model on every topology and tabulates it."""
+    lines = list(HEADER)
     for name in _MODELS.value:
-        config_dict = sweep.load_config(f"configs/experiments/paper_{name}.py")
-        model = model_dirs.model_config(config_dict.model)
-        model = model.replace(attention_impl=_ATTENTION.value)
+        config_dict, model = paper_model(name)
         for hardware_name in _HARDWARE.value:
             topology, mesh, options = TOPOLOGIES[hardware_name]
-            hardware, _ = estimates.parse_hardware(hardware_name)
             devices = topologies.get_topology_desc(topology, "tpu", **options).devices
             shape = estimates.eval_shape(model, config_dict.eval, mesh)
-            layers = [int(n) for n in _LAYERS.value]
+            layers = compiled_layers(model.num_layers)
             small = [compiled_gib(model.replace(num_layers=n), config_dict, shape, devices) for n in layers]
-            estimated = estimated_gib(model, config_dict, shape, hardware)
-            for program in small[0]:
-                slope = (small[1][program] - small[0][program]) / (layers[1] - layers[0])
-                compiled = small[0][program] + slope * (model.num_layers - layers[0])
-                fits = "yes" if compiled <= 0.9 * hardware.memory_gib else "NO"
-                lines.append(f"| {name} | {hardware_name} | {mesh} | {program} | {compiled:.2f} GiB | "
-                             f"{estimated[program]:.2f} GiB | {estimated[program] / compiled:.2f} | {fits} |")
+            depth = (str(layers[0]) if len(layers) == 1
+                     else f"{layers[0]}, {layers[1]} (extrapolated to {model.num_layers})")
+            for program, gib in at_depth(small, layers, model.num_layers).items():
+                lines.append(table_row(name, hardware_name, depth, program, gib))
                 print(lines[-1], flush=True)
+    return lines
+
+
+def rescored(path: str) -> list[str]:
+    """The rows of an earlier table with the compiled figures kept and the estimates recomputed."""
+    lines = list(HEADER)
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 9 and cells[0] in MODELS_OF_TABLE and cells[5].endswith(" GiB"):
+                lines.append(table_row(cells[0], cells[1], cells[3], cells[4], float(cells[5][:-4])))
     return lines
 
 
 def main(argv: list[str]) -> None:
     del argv
-    text = "\n".join(rows()) + "\n"
+    text = "\n".join(rescored(_RESCORE.value) if _RESCORE.value else rows()) + "\n"
     print(text)
     if _OUT.value:
         from t5x_like import io_utils

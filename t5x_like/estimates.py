@@ -120,15 +120,17 @@ def train_flops(config: ModelConfig, tokens: int, seq_len: int, lora: bool) -> f
     return tokens * train_flops_per_token(config, seq_len, "lora" if lora else "full")
 
 
-# Terms fitted to XLA:TPU's own compiles of the real programs (benchmarks/tpu_memory.py, Llama-2-7B on
-# v5e-8 and v4-8, 2 and 4 layers; benchmarks/results/tpu_memory.md checks every paper model against
-# them): layers are unrolled, so the executable grows per layer, and with fsdp > 1 the weights XLA
-# gathers over the fsdp axis stay live per layer (1.5 gathers in the train step: forward and
-# rematerialised backward; one in scoring and in generation, whose decode loop keeps every layer's
-# gathered weights: Llama-2-7B / 13B generation on v5e-8 compiled at 8 and 16 layers); with fsdp = 1
-# nothing is gathered.
-CODE_BYTES_PER_LAYER = {"train": 25 * 2 ** 20, "scoring": 7 * 2 ** 20, "generation": 11 * 2 ** 20}
-GATHERS_PER_LAYER = {"train": 1.5, "scoring": 1.0, "generation": 1.0}
+# Terms fitted to XLA:TPU's own compiles of the real programs (benchmarks/tpu_memory.py;
+# benchmarks/results/tpu_memory.md checks every paper model against them). With fsdp > 1 XLA keeps,
+# per layer, (fsdp - 1) shards' worth beyond the layer's own shard (GATHERS_PER_LAYER of them): at the
+# train step's peak these are copies of each shard feeding XLA's async slices of the fsdp gathers
+# (7B, Mistral and 13B at full depth on v5e-8); nothing with fsdp = 1 (v4-8). The executable grows a
+# few MiB per unrolled layer. The decode loop is its own case (`_decode_loop_bytes`).
+CODE_BYTES_PER_LAYER = {"train": 4 * 2 ** 20, "scoring": 7 * 2 ** 20, "generation": 11 * 2 ** 20}
+GATHERS_PER_LAYER = {"train": 1.0, "scoring": 1.0}
+# Copies XLA:TPU keeps of each layer's weight shard in the decode loop, in shards per layer, when the
+# loop's weights are gathered (fsdp > 1): Llama-2-7B, Mistral-7B and Llama-2-13B at full depth on v5e-8.
+DECODE_WEIGHT_COPIES = 0.9
 
 
 def _layer_weight_bytes(config: ModelConfig, model_shards: int) -> float:
@@ -140,6 +142,15 @@ def _layer_weight_bytes(config: ModelConfig, model_shards: int) -> float:
 def _gathered_layer_bytes(config: ModelConfig, fsdp: int, tensor: int, program: str) -> float:
     """Live bytes per layer of the weights gathered over fsdp (the part beyond each device's own shard)."""
     return GATHERS_PER_LAYER[program] * (fsdp - 1) * _layer_weight_bytes(config, fsdp * tensor)
+
+
+def _decode_loop_bytes(config: ModelConfig, fsdp: int, tensor: int) -> float:
+    """What the decode loop holds beyond the shards and one KV cache: XLA hoists each layer's fsdp
+    all-gather out of the loop, so every layer's whole gathered weights (fsdp x its shard) stay live
+    for all steps, next to XLA's copies of the shards."""
+    if fsdp == 1:
+        return 0.0
+    return config.num_layers * (fsdp + DECODE_WEIGHT_COPIES) * _layer_weight_bytes(config, fsdp * tensor)
 
 
 def lora_state_bytes(config: ModelConfig, fsdp: int, tensor: int) -> float:
@@ -156,16 +167,17 @@ def lora_state_bytes(config: ModelConfig, fsdp: int, tensor: int) -> float:
 
 def _attention_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int,
                            splash_ok: bool, platform: str) -> float:
-    """fp32 scores and probabilities live at once, as `platform` runs the row (`resolve_attention_impl`):
-    none with splash (its blocks stay in VMEM), one query chunk with chunked attention, else the
-    whole square. `splash_ok`: the row has no branches (training rows, prefills; not scoring)."""
+    """Live fp32 attention scores, as `platform` runs the row (`resolve_attention_impl`): none with
+    splash (its blocks stay in VMEM), one query chunk with chunked attention, else the whole square;
+    one such block per row and head (the scoring compiles on v5e-8 and v4-8: XLA fuses the softmax
+    into the product with V). `splash_ok`: the row has no branches (training rows, prefills; not scoring)."""
     from t5x_like.models.llama import resolve_attention_impl, ATTENTION_CHUNK
 
     impl = resolve_attention_impl(config.attention_impl, queries, platform, splash_ok)
     if impl == "splash":
         return 0.0
     live_queries = min(queries, ATTENTION_CHUNK) if impl == "chunked" else queries
-    return 2 * rows * max(1, config.num_heads // tensor) * live_queries * keys * 4
+    return rows * max(1, config.num_heads // tensor) * live_queries * keys * 4
 
 
 def _layer_activations(config: ModelConfig, rows: int, tokens: int, tensor: int) -> float:
@@ -244,7 +256,7 @@ def eval_shape(config: ModelConfig, eval_cfg: Any, mesh: tuple[int, int, int]) -
                           eval_cfg.generate_batch_tokens or DEFAULT_MAX_BATCH_TOKENS, *mesh)
 
 
-CACHE_COPIES = 3  # XLA:TPU keeps three KV caches live at the peak: zero-initialised, prefill output, loop carry
+CACHE_COPIES = 2  # KV caches live as the prefill hands over to the loop: its input and its output (v4-8 compiles)
 
 
 def _forward_temporaries(config: ModelConfig, rows: int, queries: int, keys: int, tensor: int,
@@ -276,10 +288,10 @@ def estimate_inference(config: ModelConfig, shape: InferenceShape, hardware: Har
         kv_heads = max(1, config.num_kv_heads // shape.tensor)
         kv = 2 * config.num_layers * gen_rows // dp * slots * kv_heads * config.head_dim * BYTES[config.dtype]
         logits = gen_rows * config.vocab_size * 4
-        gen_layer = _gathered_layer_bytes(config, shape.fsdp, shape.tensor, "generation") + CODE_BYTES_PER_LAYER["generation"]
-        generation = (weights + CACHE_COPIES * kv + logits + config.num_layers * gen_layer
-                      + _forward_temporaries(config, gen_rows // dp, prompt, slots, shape.tensor, True,
-                                             hardware.platform))
+        code = config.num_layers * CODE_BYTES_PER_LAYER["generation"]
+        prefill = (weights + CACHE_COPIES * kv + logits + code
+                   + _forward_temporaries(config, gen_rows // dp, prompt, slots, shape.tensor, True, hardware.platform))
+        generation = max(prefill, weights + kv + logits + code + _decode_loop_bytes(config, shape.fsdp, shape.tensor))
     fits = max(scoring, generation) / GIB <= 0.9 * hardware.memory_gib
     return InferenceEstimate(weights / GIB, score_rows, scoring / GIB, gen_rows, kv / GIB, generation / GIB, fits)
 
