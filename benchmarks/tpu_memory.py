@@ -148,13 +148,15 @@ def rows() -> list[str]:
 
 
 def rescored(path: str) -> list[str]:
-    """The rows of an earlier table with the compiled figures kept and the estimates recomputed."""
-    lines = list(HEADER)
+    """An earlier table (and the text above it) with the compiled figures kept and the estimates recomputed."""
     with open(path) as f:
-        for line in f:
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) == 9 and cells[0] in MODELS_OF_TABLE and cells[5].endswith(" GiB"):
-                lines.append(table_row(cells[0], cells[1], cells[3], cells[4], float(cells[5][:-4])))
+        text = f.read().splitlines()
+    preamble = text[:next((i for i, line in enumerate(text) if line.startswith("| model |")), 0)]
+    lines = preamble + list(HEADER)
+    for line in text:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 9 and cells[0] in MODELS_OF_TABLE and cells[5].endswith(" GiB"):
+            lines.append(table_row(cells[0], cells[1], cells[3], cells[4], float(cells[5][:-4])))
     return lines
 
 

@@ -76,3 +76,41 @@ def test_one_peak_table_for_estimates_and_the_trainers_mfu():
     assert peak_flops_of_device_kind("TPU v5 lite") == HARDWARE["tpu-v5e"].peak_tflops * 1e12 == 197e12
     assert peak_flops_of_device_kind("NVIDIA H100 80GB HBM3") == 989e12
     assert peak_flops_of_device_kind("cpu") is None
+
+
+def test_decode_loop_holds_every_gathered_layer_only_when_fsdp_splits_weights():
+    from t5x_like.estimates import InferenceShape, estimate_inference
+
+    hardware = HARDWARE["tpu-v5e"]
+    base = dict(batch_size=16, max_length=4096, max_new_tokens=1024, score_batch_tokens=16384,
+                generate_batch_tokens=16384)
+    gathered = estimate_inference(LLAMA2_7B, InferenceShape(**base, data=1, fsdp=2, tensor=4), hardware)
+    # Hand-computed: 4 rows x (4096 prompt bucket + 1024 new) slots; per device 2 rows, 8 KV heads.
+    kv = 2 * 32 * 2 * 5120 * 8 * 128 * 2
+    assert gathered.kv_cache_gib * GIB == kv
+    # One layer's bf16 weights / (fsdp x tensor): 4 attention + 3 MLP matrices, its two RMSNorm scales and
+    # its share of the final norm.
+    layer_shard = (4 * 4096 * 4096 + 3 * 4096 * 11008 + 2 * 4096 + 4096 / 32) * 2 / 8
+    loop = (LLAMA2_7B.num_params() * 2 / 8 + kv + 4 * 32000 * 4 + 32 * 11 * 2 ** 20
+            + 32 * (2 + 0.9) * layer_shard)  # weights, one cache, logits, code, gathered layers + shard copies
+    assert abs(gathered.generation_gib * GIB - loop) < 1.0
+    # With fsdp = 1 nothing is gathered: the prefill's hand-over (two caches) is the peak.
+    alone = estimate_inference(LLAMA2_7B, InferenceShape(**base, data=1, fsdp=1, tensor=4), hardware)
+    assert alone.generation_gib * GIB < (LLAMA2_7B.num_params() * 2 / 4 + 3 * alone.kv_cache_gib * GIB)
+    assert alone.generation_gib > alone.weights_gib + 2 * alone.kv_cache_gib
+
+
+def test_committed_tpu_compile_table_carries_the_current_estimates():
+    """benchmarks/results/tpu_memory.md: its estimate columns are what estimates.py gives now (--rescore)."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    table = os.path.join(repo, "benchmarks", "results", "tpu_memory.md")
+    out = subprocess.run([sys.executable, "-m", "benchmarks.tpu_memory", f"--rescore={table}"], cwd=repo,
+                         capture_output=True, text=True, check=True).stdout
+    fresh = [line for line in out.splitlines() if line.startswith("| llama2") or line.startswith("| mistral")]
+    with open(table) as f:
+        committed = [line.strip() for line in f if line.startswith("| llama2") or line.startswith("| mistral")]
+    assert len(committed) == 24 and fresh[:24] == committed
