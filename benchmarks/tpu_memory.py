@@ -22,6 +22,7 @@ their ratio.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -111,8 +112,9 @@ HEADER = ["| model | hardware | mesh | layers compiled | program | compiled (XLA
           "estimate / compiled | fits (90%) |", "|---|---|---|---|---|---|---|---|---|"]
 
 
+@functools.lru_cache(maxsize=None)
 def paper_model(name: str):
-    """(experiment config, model config with `--attention_impl`) of a paper model."""
+    """(experiment config, model config with `--attention_impl`) of a paper model, loaded once."""
     config_dict = sweep.load_config(f"configs/experiments/paper_{name}.py")
     return config_dict, model_dirs.model_config(config_dict.model).replace(attention_impl=_ATTENTION.value)
 

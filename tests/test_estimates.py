@@ -78,7 +78,7 @@ def test_one_peak_table_for_estimates_and_the_trainers_mfu():
     assert peak_flops_of_device_kind("cpu") is None
 
 
-def test_decode_loop_holds_every_gathered_layer_only_when_fsdp_splits_weights():
+def test_decode_loop_holds_every_gathered_layer_only_when_fsdp_splits_weights(monkeypatch):
     from t5x_like.estimates import InferenceShape, estimate_inference
 
     hardware = HARDWARE["tpu-v5e"]
@@ -98,6 +98,10 @@ def test_decode_loop_holds_every_gathered_layer_only_when_fsdp_splits_weights():
     alone = estimate_inference(LLAMA2_7B, InferenceShape(**base, data=1, fsdp=1, tensor=4), hardware)
     assert alone.generation_gib * GIB < (LLAMA2_7B.num_params() * 2 / 4 + 3 * alone.kv_cache_gib * GIB)
     assert alone.generation_gib > alone.weights_gib + 2 * alone.kv_cache_gib
+    from t5x_like import estimates
+    monkeypatch.setattr(estimates, "DECODE_WEIGHT_COPIES", 5.0)  # shard copies count only where weights are gathered
+    fsdp1 = InferenceShape(**base, data=1, fsdp=1, tensor=4)
+    assert estimate_inference(LLAMA2_7B, fsdp1, hardware).generation_gib == alone.generation_gib
 
 
 def test_committed_tpu_compile_table_carries_the_current_estimates():
